@@ -1,0 +1,1 @@
+"""Pieces of the standalone mode: everything in one process, nothing to install beforehand."""

@@ -1,0 +1,1 @@
+"""Dynamo gateway: the single public entry of the REST API."""
