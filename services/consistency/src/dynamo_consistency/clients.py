@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx
+import orjson
 from pydantic import BaseModel
 
 from dynamo_common.bus.base import Bus, RequestTimeout
@@ -34,11 +35,33 @@ def request_id(*parts: object) -> str:
 
 
 class InventoryFiles:
-    """Files of blocks from the inventory's REST API (``GET /api/v1/files``, paged)."""
+    """Files from the inventory's REST API: all of a site's in one stream
+    (``GET /api/v1/sites/{site}/files``), or one block's (``GET /api/v1/files``, paged)."""
 
     def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
         self._http = http
-        self._url = base_url.rstrip("/") + "/api/v1/files"
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/api/v1/files"
+
+    async def site_files(self, site: str) -> dict[tuple[str, str], list[tuple[str, int]]]:
+        """(LFN, size) of every file of every block replica at the site, by (dataset, block).
+        Raises ``httpx.HTTPStatusError`` when the inventory refuses (404: unknown site)."""
+        blocks: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        loads = orjson.loads
+        async with self._http.stream("GET", f"{self._base}/api/v1/sites/{site}/files") as reply:
+            if reply.status_code >= 400:
+                await reply.aread()
+                reply.raise_for_status()
+            async for line in reply.aiter_lines():
+                if not line:
+                    continue
+                row = loads(line)
+                key = (row["dataset"], row["block"])
+                files = blocks.get(key)
+                if files is None:
+                    files = blocks[key] = []
+                files.append((row["lfn"], int(row["size"])))
+        return blocks
 
     async def block_files(self, dataset: str, block: str) -> list[tuple[str, int]] | None:
         """(LFN, size) of every file of the block; None when the inventory no longer knows

@@ -349,7 +349,7 @@ class ConsistencyRuntime:
         # on the storage (within the grace period), never missing from it.
         now = time.time()
         at_view = site_replicas(model, name, now=now, grace=settings.grace_period)
-        view, gone = await self._fetch_view(at_view, namespace)
+        view, gone = await self._fetch_view(name, at_view, namespace)
 
         listed = ListedFiles(cutoff=now - settings.grace_period)
         unlisted_rows: list[tuple[str, str]] = []
@@ -462,16 +462,25 @@ class ConsistencyRuntime:
         return (Action.ACTED if acted else Action.NONE), _errors(carried)
 
     async def _fetch_view(
-        self, replicas: Mapping[BlockKey, ReplicaView], namespace: Namespace
+        self, site: str, replicas: Mapping[BlockKey, ReplicaView], namespace: Namespace
     ) -> tuple[InventoryView, set[BlockKey]]:
-        """The files of every block replica at the site, from the inventory's REST API,
-        ``view_parallelism`` blocks at a time. Blocks the inventory no longer knows are
-        returned apart (they changed under the check)."""
+        """The files of every block replica at the site: one streamed request to the inventory
+        for the whole site, then, for the few block replicas the stream did not carry (they
+        changed since the read model saw them, or have no files), one request each,
+        ``view_parallelism`` at a time. Blocks the inventory no longer knows are returned
+        apart (they changed under the check)."""
         view = InventoryView()
         gone: set[BlockKey] = set()
 
         def visible(lfn: str) -> bool:
             return namespace.root_of(lfn) is not None
+
+        streamed = await self._retrying(lambda: self.files.site_files(site))
+        for key in sorted(replicas):
+            files = streamed.get((key.dataset, key.block))
+            if files is not None:
+                view.add_block(key, replicas[key].settled, files, visible)
+        absent = [key for key in replicas if (key.dataset, key.block) not in streamed]
 
         async def one(key: BlockKey) -> None:
             files = await self._block_files(key)
@@ -480,7 +489,7 @@ class ConsistencyRuntime:
             else:
                 view.add_block(key, replicas[key].settled, files, visible)
 
-        await _bounded(one, sorted(replicas), self.settings.view_parallelism)
+        await _bounded(one, sorted(absent), self.settings.view_parallelism)
         return view, gone
 
     async def _add_new_files(
@@ -497,10 +506,15 @@ class ConsistencyRuntime:
         await _bounded(one, sorted(fresh), self.settings.view_parallelism)
 
     async def _block_files(self, key: BlockKey) -> list[tuple[str, int]] | None:
+        return await self._retrying(lambda: self.files.block_files(key.dataset, key.block))
+
+    async def _retrying(self, fetch: Callable[[], Awaitable[T]]) -> T:
+        """``fetch`` again, with a growing pause, while the inventory answers 5xx or cannot be
+        reached; other refusals are raised at once."""
         delay = 0.2
         for attempt in range(_FETCH_ATTEMPTS):
             try:
-                return await self.files.block_files(key.dataset, key.block)
+                return await fetch()
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code < 500 or attempt == _FETCH_ATTEMPTS - 1:
                     raise
@@ -609,7 +623,7 @@ class ConsistencyRuntime:
             )
             # The inventory may have moved on since the check: only what is still missing
             # from a settled replica, and still unknown to the inventory, is acted on.
-            view, _gone = await self._fetch_view(replicas, namespace)
+            view, _gone = await self._fetch_view(site.name, replicas, namespace)
             missing = [
                 Missing(
                     r["path"],

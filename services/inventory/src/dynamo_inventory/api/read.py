@@ -308,6 +308,32 @@ async def get_stats(
 
 
 @router.get(
+    "/sites/{name}/files",
+    summary="Every file of every block replica at a site, as NDJSON (for consistency checks)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "one JSON object per line: dataset, block, lfn, size, adler32; "
+            "ordered by dataset, block and LFN",
+            "content": {"application/x-ndjson": {}},
+        }
+    },
+)
+async def site_files(name: str, rt: InventoryRuntime = Depends(runtime)) -> StreamingResponse:
+    site = _site(rt.model, name)
+    seq = rt.model.seq
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with rt.pool.acquire() as conn, conn.transaction(readonly=True):
+            async for chunk in reader.site_files(conn, site.id):
+                yield chunk
+
+    return StreamingResponse(
+        stream(), media_type="application/x-ndjson", headers={"X-Dynamo-Seq": str(seq)}
+    )
+
+
+@router.get(
     "/snapshot",
     summary="The whole inventory (no files) as NDJSON, tagged with its seq",
     response_class=StreamingResponse,
