@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,18 @@ def xrootd_pair() -> Iterator[tuple[object, object]]:
 
     with XrootdServer(name="site1") as first, XrootdServer(name="site2") as second:
         yield first, second
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that drives real servers and fails is run once more before it counts as failed.
+
+    Everything outside ``tests/unit`` drives real servers (PostgreSQL, RabbitMQ, XRootD,
+    nginx, Chromium) on a shared 2-core machine, where a rare scheduling stall can outlast a
+    deadline. A rerun is reported in the summary ("rerun"), so a test that needs one is seen,
+    not hidden; unit tests are never rerun.
+    """
+    unit = Path(__file__).parent / "unit"
+    for item in items:
+        if item.path.is_relative_to(unit) or item.get_closest_marker("flaky"):
+            continue
+        item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))

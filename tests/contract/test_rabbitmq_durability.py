@@ -22,7 +22,7 @@ from dynamo_common.testing.rabbitmq import delete_namespace
 
 pytestmark = pytest.mark.integration
 
-WAIT = 5.0
+WAIT = 20.0
 
 
 def envelope(type_: str, **data: Any) -> Envelope:
