@@ -38,6 +38,15 @@ if command -v dpkg-query >/dev/null 2>&1; then
     need_apt gfal2 gfal2-plugin-file gfal2-plugin-xrootd gfal2-plugin-http python3-gfal2 \
         xrootd-server xrootd-client
     need_apt nginx
+    # the web pages' browser tests: Debian's Chromium, driven by Playwright (never its own
+    # browser download), and the fonts the pages are drawn with
+    need_apt chromium fonts-liberation
+    # tests/deploy renders the Kubernetes manifests with `kubectl kustomize`; kubectl comes
+    # from the Kubernetes (or Google Cloud) apt repository, where the machine has one.
+    if ! command -v kubectl >/dev/null 2>&1 && ! command -v kustomize >/dev/null 2>&1 \
+        && apt-cache show kubectl >/dev/null 2>&1; then
+        need_apt kubectl
+    fi
 fi
 
 # ---- uv and the environment

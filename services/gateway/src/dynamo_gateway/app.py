@@ -30,6 +30,7 @@ from dynamo_gateway.service.permissions import PermissionTable
 from dynamo_gateway.service.routing import RouteTable
 from dynamo_gateway.settings import GatewaySettings
 from dynamo_gateway.upstream import UpstreamTransport
+from dynamo_gateway.web import mount as mount_web
 
 log = logging.getLogger("dynamo.gateway")
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -181,6 +182,8 @@ def create_app(
     app.include_router(docs.router)
     # First: it leaves /api/v1/auth to the gateway's own endpoints by itself.
     app.router.routes.insert(0, proxy.route)
+    # The operators' pages and their assets (chart library, Swagger UI), all served locally.
+    mount_web(app)
     return app
 
 

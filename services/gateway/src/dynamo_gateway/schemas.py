@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-T = TypeVar("T")
+from dynamo_common.api import Page as Page
+
 AccountRole = Literal["user", "operator", "admin"]
 # Account names travel in the X-Dynamo-User header and in URLs: keep them plain.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 class WhoAmI(BaseModel):

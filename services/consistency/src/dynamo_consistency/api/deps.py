@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request
+from fastapi import Path, Request
 
+from dynamo_common.api import Paging as Paging
 from dynamo_common.app import ProblemError
 from dynamo_common.messages.types import SITE_NAME_RE
 from dynamo_consistency.runtime import ConsistencyRuntime
@@ -23,11 +24,3 @@ SitePath = Annotated[
     str, Path(pattern=SITE_NAME_RE, description="site name", examples=["T2_US_MIT"])
 ]
 RunPath = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-class Paging:
-    def __init__(
-        self, limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0, le=MAX_ID)
-    ) -> None:
-        self.limit = limit
-        self.offset = offset

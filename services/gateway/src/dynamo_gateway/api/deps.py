@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fastapi import Query
 from starlette.requests import Request
 
+from dynamo_common.api import Paging as Paging
 from dynamo_common.app import ProblemError
 from dynamo_common.logging import REQUEST_ID_KEY
 from dynamo_gateway.auth import AuthError
@@ -71,13 +71,3 @@ async def authorize(request: Request) -> Identity:
     """FastAPI dependency of the gateway's own endpoints."""
     identity, _ = await check(request)
     return identity
-
-
-class Paging:
-    def __init__(
-        self,
-        limit: int = Query(100, ge=1, le=10_000),
-        offset: int = Query(0, ge=0, le=2**31 - 1),
-    ) -> None:
-        self.limit = limit
-        self.offset = offset

@@ -19,4 +19,11 @@ async def openapi(rt: GatewayRuntime = Depends(runtime)) -> JSONResponse:
 
 @router.get("/docs")
 async def docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Dynamo API")
+    # Served from the gateway's own static files: the machines may be offline.
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Dynamo API",
+        swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="/static/favicon.svg",
+    )

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from fastapi import Query, Request
+from fastapi import Request
 
+from dynamo_common.api import Paging as Paging
 from dynamo_common.app import ProblemError
 from dynamo_transfer.runtime import TransferRuntime
 
@@ -11,11 +12,3 @@ def runtime(request: Request) -> TransferRuntime:
     if rt is None:
         raise ProblemError(503, "the transfer service is starting")
     return rt
-
-
-class Paging:
-    def __init__(
-        self, limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0)
-    ) -> None:
-        self.limit = limit
-        self.offset = offset
