@@ -15,10 +15,12 @@ import time
 from tests.bench import (
     bench_cold_start,
     bench_consistency,
+    bench_dealer,
     bench_detox,
     bench_follower,
     bench_gateway,
     bench_replica_throughput,
+    bench_simulator,
     bench_transfer,
 )
 from tests.bench.report import LATEST, Result, log, print_table, write_json
@@ -32,7 +34,9 @@ BENCHMARKS = (
     "transfer.fts_submit",
     "transfer.direct_copy",
     "detox",
+    "dealer",
     "gateway",
+    "simulator",
 )
 
 
@@ -84,8 +88,13 @@ async def _main(args: argparse.Namespace) -> list[Result]:
         )
     if "detox" in wanted:
         results += bench_detox.run(args.scale, args.repetitions, profile=args.profile)
+    if "dealer" in wanted:
+        results += bench_dealer.run(args.scale, args.repetitions, profile=args.profile)
     if "gateway" in wanted:
         results += await bench_gateway.run(args.repetitions)
+    if "simulator" in wanted:
+        # Always the month at the tenth scale (the benchmark), whatever --scale says.
+        results += bench_simulator.run()
     return results
 
 

@@ -1,127 +1,31 @@
 """The `dynamo` client commands against a running stack: the inventory, the transfer service
 and the gateway each on a real uvicorn server on loopback; the command runs (typer's
-CliRunner, in a worker thread) the way a person or a script would run it."""
+CliRunner, in a worker thread) the way a person or a script would run it
+(tests/integration/test_cli_support.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import stat
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from typer.testing import CliRunner
 
 from dynamo_common.bus.base import Bus
 from tests.integration.conftest import RunningInventory
-from tests.integration.test_gateway_support import (
-    ADMIN_TOKEN,
-    AUDIENCE,
-    TestIssuer,
-    free_port,
-    gateway_settings,
-    serve,
+from tests.integration.test_cli_support import (
+    AUTH,
+    NOT_FOUND,
+    OK,
+    UNREACHABLE,
+    USAGE,
+    running_stack,
 )
-from tests.integration.test_transfer_support import (
-    DS,
-    Grid,
-    eventually,
-    seed_grid,
-    transfer_settings,
-)
-
-OK, USAGE, NOT_FOUND, AUTH, UNREACHABLE = 0, 1, 2, 3, 4
-
-
-@dataclass
-class Stack:
-    url: str
-    config: Path
-    inventory_url: str
-    issuer: TestIssuer
-
-    async def run(self, *args: str, input: str | None = None, **env: str | None) -> Any:
-        """``dynamo ARGS`` in a worker thread (the servers run on this event loop)."""
-        from dynamo_common.cli import app
-
-        environment: dict[str, str | None] = {
-            "DYNAMO_CONFIG": str(self.config),
-            "DYNAMO_GATEWAY_URL": None,
-            "DYNAMO_TOKEN": None,
-            "COLUMNS": "200",
-        }
-        environment.update(env)
-        runner = CliRunner()
-        return await asyncio.to_thread(
-            runner.invoke, app, list(args), input=input, env=environment, catch_exceptions=False
-        )
-
-    def http(self, token: str | None = ADMIN_TOKEN) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
-
-    async def token(self, name: str, role: str) -> str:
-        async with self.http() as admin:
-            response = await admin.post("/api/v1/auth/accounts", json={"name": name, "role": role})
-            assert response.status_code == 201, response.text
-            response = await admin.post(f"/api/v1/auth/accounts/{name}/tokens", json={})
-            assert response.status_code == 201, response.text
-            token: str = response.json()["token"]
-            return token
-
-
-@contextlib.asynccontextmanager
-async def running_stack(
-    database_url: str, bus: Bus, tmp_path: Path, **gateway: Any
-) -> AsyncIterator[Stack]:
-    from dynamo_gateway.app import create_app as gateway_app
-    from dynamo_inventory.app import create_app as inventory_app
-    from dynamo_inventory.settings import InventorySettings
-    from dynamo_transfer.app import create_app as transfer_app
-
-    issuer = TestIssuer()
-    inventory = inventory_app(
-        InventorySettings(
-            database_url=database_url,
-            amqp_url="memory://",
-            bus_namespace=bus.namespace,
-            log_format="console",
-            relay_poll_interval=0.2,
-            catch_up_interval=0.2,
-        ),
-        bus=bus,
-    )
-    async with serve(issuer.app) as idp_url, serve(inventory) as inventory_url:
-        issuer.url = idp_url
-        transfer = transfer_app(
-            transfer_settings(database_url, bus.namespace, inventory_url=inventory_url), bus=bus
-        )
-        async with serve(transfer) as transfer_url:
-            values: dict[str, Any] = {
-                "inventory_url": inventory_url,
-                "transfer_url": transfer_url,
-                "consistency_url": "",
-                "oidc_issuers": [issuer.config()],
-            }
-            values.update(gateway)
-            settings = gateway_settings(database_url, **values)
-            async with serve(gateway_app(settings)) as url:
-                yield Stack(
-                    url=url,
-                    config=tmp_path / "home" / "dynamo" / "config.toml",
-                    inventory_url=inventory_url,
-                    issuer=issuer,
-                )
-
-
-def _json(result: Any) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.integration.test_cli_support import as_json as _json
+from tests.integration.test_gateway_support import ADMIN_TOKEN, AUDIENCE, free_port
+from tests.integration.test_transfer_support import DS, Grid, eventually, seed_grid
 
 
 async def test_the_client_commands_against_a_running_stack(
@@ -176,6 +80,22 @@ async def test_the_client_commands_against_a_running_stack(
         assert result.exit_code == NOT_FOUND
         assert "not found" in result.stderr and "/No/Such/DATASET" in result.stderr
 
+        # ---- one site, and the blocks of a dataset with where each is held
+        site = _json(await stack.run("site", "T1_A", "--json"))
+        assert (site["name"], site["dataset_replicas"]) == ("T1_A", 1)
+        result = await stack.run("site", "T1_A")
+        assert result.exit_code == OK and "T1_A" in result.stdout
+        assert "1 dataset replicas" in result.stdout
+        assert (await stack.run("site", "T9_NOWHERE")).exit_code == NOT_FOUND
+
+        result = await stack.run("blocks", DS)
+        assert result.exit_code == OK, result.output
+        rows = {line.split()[1]: line for line in result.stdout.splitlines() if "│" in line}
+        assert "T1_A" in rows["b1"] and "T1_A" in rows["b2"]
+        assert " 2 " in rows["b1"] and " 1 " in rows["b2"]  # files per block
+        assert _json(await stack.run("blocks", DS, "--json")) == detail
+        assert (await stack.run("blocks", "/No/Such/DATASET")).exit_code == NOT_FOUND
+
         page = _json(await stack.run("files", DS, "b1", "--json"))
         assert sorted(f["lfn"] for f in page["items"]) == sorted(n for n, _ in files["b1"])
         result = await stack.run("files", DS, "b1")
@@ -222,6 +142,23 @@ async def test_the_client_commands_against_a_running_stack(
         assert history["total"] >= 1
         assert (await stack.run("transfers", "history")).exit_code == OK
 
+        # ---- API tokens of one's own: made, used, listed, revoked
+        made = _json(await stack.run("tokens", "create", "--description", "my script", "--json"))
+        assert made["account"] == "ann" and made["description"] == "my script"
+        me = _json(await stack.run("whoami", "--json", DYNAMO_TOKEN=made["token"]))
+        assert me["name"] == "ann"
+        listed = _json(await stack.run("tokens", "list", "--json"))
+        assert made["id"] in [t["id"] for t in listed] and "token" not in listed[0]
+        result = await stack.run("tokens", "create", "--expires-in-days", "1")
+        assert result.exit_code == OK and result.stdout.strip().startswith("dyn_")
+        assert "not shown again" in result.stderr
+        result = await stack.run("tokens", "revoke", made["id"])
+        assert result.exit_code == OK and "revoked" in result.stdout
+        result = await stack.run("whoami", DYNAMO_TOKEN=made["token"])
+        assert result.exit_code == AUTH and "sign in again" in result.stderr
+        assert (await stack.run("tokens", "revoke", made["id"])).exit_code == NOT_FOUND
+        assert "my script" not in (await stack.run("tokens", "list")).stdout
+
         # ---- events: the last few, then following new ones
         result = await stack.run("events", "tail", "-n", "3", "--no-follow", "--json")
         lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -241,6 +178,24 @@ async def test_the_client_commands_against_a_running_stack(
         assert result.exit_code == OK, result.output
         (line,) = result.stdout.splitlines()
         assert "T3_NEW" in line and int(line.split()[0]) > last
+
+        # ---- operators release held files (users may not); the replica stays in flight.
+        # (After the events: the retried copy must not add to the stream followed above.)
+        result = await stack.run("transfers", "release", "--site", "T2_B")
+        assert result.exit_code == AUTH and "needs the operator role" in result.stderr
+        released = _json(
+            await stack.run(
+                "transfers", "release", "--site", "T2_B", "--json", DYNAMO_TOKEN=operator
+            )
+        )
+        assert released == {"released": 1}
+        flying = _json(await stack.run("transfers", "replicas", "--site", "T2_B", "--json"))
+        assert [(r["dataset"], r["block"]) for r in flying["items"]] == [(DS, "b1")]
+        result = await stack.run("transfers", "replicas")
+        assert result.exit_code == OK and f"{DS}#b1" in result.stdout
+        current = _json(await stack.run("transfers", "current", "--json"))
+        assert current["total"] == len(current["items"])
+        assert (await stack.run("transfers", "current")).exit_code == OK
 
         # ---- usage errors exit 1 (click would say 2, which means "not found" here)
         assert (await stack.run("datasets", "--no-such-option")).exit_code == USAGE
@@ -295,11 +250,18 @@ async def test_client_errors_say_what_to_do_and_exit_with_their_code(
         result = await stack.run("login", "--token-file", str(token_file))
         assert result.exit_code == OK and "as admin (role admin)" in result.stderr
 
+        user_token = await stack.token("bob", "user")
+
         # A gateway that is not there.
         closed = f"http://127.0.0.1:{free_port()}"
         result = await stack.run("sites", DYNAMO_GATEWAY_URL=closed)
         assert result.exit_code == UNREACHABLE
         assert f"cannot reach the gateway at {closed}" in result.stderr
+
+        # Forbidden: a user asks for an operator's lever; told which role it needs.
+        result = await stack.run("consistency", "check", "T1_A", DYNAMO_TOKEN=user_token)
+        assert result.exit_code == AUTH
+        assert "forbidden" in result.stderr and "needs the operator role" in result.stderr
 
         # Forbidden: a user's write.
         from dynamo_common.client.api import Gateway

@@ -28,6 +28,17 @@ def _problem(response: httpx.Response) -> tuple[str, dict[str, Any]]:
     return response.reason_phrase, {}
 
 
+def _error_line(error: Any) -> str:
+    """One entry of a problem's ``errors``: a request validation error (parameter or pointer,
+    msg) or a policy error (its own FILE:LINE:COL text)."""
+    if not isinstance(error, dict):
+        return str(error)
+    if isinstance(error.get("text"), str):
+        return str(error["text"])
+    where = error.get("parameter") or error.get("pointer") or ""
+    return f"{where}: {error.get('msg', error.get('message', error))}"
+
+
 class Gateway:
     def __init__(
         self,
@@ -69,6 +80,15 @@ class Gateway:
 
     def post(self, path: str, body: Any) -> Any:
         return self._json(self._send("POST", path, json=body))
+
+    def put(self, path: str, body: Any) -> Any:
+        return self._json(self._send("PUT", path, json=body))
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._json(self._send("PATCH", path, json=body))
+
+    def delete(self, path: str) -> Any:
+        return self._json(self._send("DELETE", path))
 
     def pages(self, path: str, params: Params, *, limit: int, everything: bool) -> Iterator[Any]:
         """The pages of a list endpoint: the first only, or all of them with ``everything``."""
@@ -115,7 +135,9 @@ class Gateway:
                 f"not signed in: {detail}", ExitCode.AUTH, hint="sign in with `dynamo login`"
             )
         if status == 403:
-            return ClientError(f"forbidden: {detail}", ExitCode.AUTH)
+            role = body.get("required_role")
+            hint = f"this needs the {role} role: ask an admin" if isinstance(role, str) else None
+            return ClientError(f"forbidden: {detail}", ExitCode.AUTH, hint=hint)
         if status in (404, 410):
             return ClientError(f"not found: {detail}", ExitCode.NOT_FOUND)
         if status in (502, 503, 504):
@@ -123,12 +145,7 @@ class Gateway:
         if status in (400, 409, 413, 422):
             errors = body.get("errors")
             if isinstance(errors, list) and errors:
-                detail += "".join(
-                    f"\n  {e.get('parameter') or e.get('pointer') or ''}: {e.get('msg', e)}"
-                    if isinstance(e, dict)
-                    else f"\n  {e}"
-                    for e in errors
-                )
+                detail += "".join(f"\n  {_error_line(e)}" for e in errors)
             return ClientError(detail, ExitCode.USAGE)
         return ClientError(f"{method} {path} failed ({status}): {detail}", ExitCode.USAGE)
 

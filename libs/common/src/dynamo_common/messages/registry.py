@@ -7,6 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from dynamo_common.messages import consistency as cons
+from dynamo_common.messages import dealer as dl
 from dynamo_common.messages import detox as dx
 from dynamo_common.messages import inventory as inv
 from dynamo_common.messages import transfer as tr
@@ -80,6 +81,11 @@ class ConsistencyEvent(StrEnum):
     RUN_FINISHED = "consistency.run.finished.v1"
 
 
+class DealerEvent(StrEnum):
+    CYCLE_FINISHED = "dealer.cycle.finished.v1"
+    REQUEST_UPDATED = "dealer.request.updated.v1"
+
+
 COMMAND_MODELS: dict[str, type[BaseModel]] = {
     InventoryCommand.UPSERT_SITES: inv.UpsertSites,
     InventoryCommand.UPSERT_GROUPS: inv.UpsertGroups,
@@ -139,6 +145,12 @@ EVENT_MODELS.update(
     {DetoxEvent.CYCLE_STARTED: dx.CycleStarted, DetoxEvent.CYCLE_FINISHED: dx.CycleFinished}
 )
 EVENT_MODELS[ConsistencyEvent.RUN_FINISHED] = cons.ConsistencyRunFinished
+EVENT_MODELS.update(
+    {
+        DealerEvent.CYCLE_FINISHED: dl.DealerCycleFinished,
+        DealerEvent.REQUEST_UPDATED: dl.RequestUpdated,
+    }
+)
 
 REPLY_MODELS: dict[str, type[BaseModel]] = {
     COMMAND_REPLY: inv.CommandReply,

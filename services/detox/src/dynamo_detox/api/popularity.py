@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, Query
 from dynamo_detox.api.deps import Paging, runtime, user
 from dynamo_detox.repository import store
 from dynamo_detox.runtime import DAY, DetoxRuntime
-from dynamo_detox.schemas import AccessesStored, AccessRecords, Page, PopularityOut
+from dynamo_detox.schemas import (
+    AccessesStored,
+    AccessRecord,
+    AccessRecords,
+    Page,
+    PopularityOut,
+)
 
 router = APIRouter(prefix="/api/v1/popularity", tags=["popularity"])
 
@@ -48,6 +54,29 @@ async def list_popularity(
         )
     return Page(
         items=[PopularityOut(**dict(r)) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get(
+    "/accesses",
+    response_model=Page[AccessRecord],
+    summary="The raw access records since a time (oldest first)",
+)
+async def list_accesses(
+    since: datetime = Query(..., description="records at or after this time"),
+    paging: Paging = Depends(),
+    rt: DetoxRuntime = Depends(runtime),
+) -> Page[AccessRecord]:
+    when = since if since.tzinfo else since.replace(tzinfo=UTC)
+    async with rt.pool.acquire() as conn:
+        rows, total = await store.accesses_since(
+            conn, since=when, limit=paging.limit, offset=paging.offset
+        )
+    return Page(
+        items=[AccessRecord(**dict(r)) for r in rows],
         total=total,
         limit=paging.limit,
         offset=paging.offset,

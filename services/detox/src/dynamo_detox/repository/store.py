@@ -657,6 +657,21 @@ async def popularity(
     return list(rows), int(total)
 
 
+async def accesses_since(
+    conn: asyncpg.Connection, *, since: datetime, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """The raw access records from ``since`` on (the dealer weighs them by their age)."""
+    rows = await conn.fetch(
+        f"SELECT dataset, site, time, count FROM {S}.accesses WHERE time >= $1"
+        " ORDER BY time, dataset, site LIMIT $2 OFFSET $3",
+        since,
+        limit,
+        offset,
+    )
+    total = await conn.fetchval(f"SELECT count(*) FROM {S}.accesses WHERE time >= $1", since)
+    return list(rows), int(total)
+
+
 async def prune_accesses(conn: asyncpg.Connection, before: datetime) -> int:
     result: str = await conn.execute(f"DELETE FROM {S}.accesses WHERE time < $1", before)
     return int(result.split()[-1])

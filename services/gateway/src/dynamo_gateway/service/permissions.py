@@ -107,6 +107,24 @@ PERMISSIONS: Final[tuple[Rule, ...]] = (
     _rule("POST", f"{V1}/locks", _U, "protect data from deletion for a time"),
     _rule("PATCH DELETE", f"{V1}/locks/{{lock_id}}", _U, "detox allows the owner or an admin"),
     _rule("POST", f"{V1}/popularity/accesses", _O, "access reports (service accounts)"),
+    # ---- dealer: users ask for copies and cancel theirs; operators run cycles, subscribe sites
+    _rule("POST", f"{V1}/dealer/requests", _U, "copy requests"),
+    _rule(
+        "POST",
+        f"{V1}/dealer/requests/{{request_id}}/cancel",
+        _U,
+        "the dealer allows the requester or an admin",
+    ),
+    _rule("POST", f"{V1}/dealer/deletion-requests", _U, "deletion requests (never a last copy)"),
+    _rule(
+        "POST",
+        f"{V1}/dealer/deletion-requests/{{request_id}}/cancel",
+        _U,
+        "the dealer allows the requester or an admin",
+    ),
+    _rule("POST", f"{V1}/dealer/subscriptions", _O, "a site follows a dataset or container"),
+    _rule("DELETE", f"{V1}/dealer/subscriptions/{{subscription_id}}", _O),
+    _rule("POST", f"{V1}/dealer/cycles", _O, "run a dealer cycle now"),
     # ---- every other read
     _rule(_R, f"{V1}/{{path:path}}", READ, "reads are public when public_reads is on"),
 )

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from dynamo_common.settings import DynamoSettings
+
+DEFAULT_PLUGINS = {
+    "requests": 5.0,
+    "subscriptions": 4.0,
+    "undertaker": 4.0,
+    "enforcer": 3.0,
+    "popularity": 2.0,
+    "balancer": 1.0,
+}
+
+
+class DealerSettings(DynamoSettings):
+    service_name: str = "dealer"
+    plugins: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PLUGINS),
+        description="Enabled plugins and their priorities (1..5; higher goes first and is "
+        'the transfers\' priority). JSON: DYNAMO_PLUGINS=\'{"requests": 5, "popularity": 2}\'.',
+    )
+    partition: str = Field(
+        default="Physics", description="The partition whose quota and occupancy count."
+    )
+    target_sites: list[str] = Field(default_factory=lambda: ["*"], description="Name patterns.")
+    excluded_sites: list[str] = Field(default_factory=list, description="Name patterns.")
+    target_occupancy: float = Field(default=0.93, gt=0, le=1)
+    max_pending_fraction: float = Field(
+        default=0.1, gt=0, le=1, description="In-flight volume per site, as a fraction of quota."
+    )
+    max_cycle_volume: int = Field(default=200 * 10**12, gt=0, description="Bytes per cycle.")
+    max_site_volume: int = Field(default=50 * 10**12, gt=0, description="Bytes per site per cycle.")
+    cycle_interval: float = Field(
+        default=3600.0, ge=0, description="Seconds between scheduled cycles; 0: on demand only."
+    )
+    request_max_size: int = Field(default=100 * 10**12, gt=0, description="Bytes per request.")
+    request_max_copies: int = Field(default=10, ge=1)
+    placement_rules: dict[str, str] = Field(
+        default_factory=dict,
+        description="Vetoes: name -> replica condition on the would-be replica, e.g. "
+        '{"no-HI-in-US": "dataset.name == /*/*HI*/* and site.name == T2_US_*"}.',
+    )
+    enforcer_files: list[Path] = Field(default_factory=list)
+    popularity_group: str = Field(default="AnalysisOps")
+    popularity_half_life_days: float = Field(default=7.0, gt=0)
+    popularity_weight_per_copy: float = Field(default=100.0, gt=0)
+    popularity_max_copies: int = Field(default=3, ge=1)
+    popularity_max_dataset_size: int = Field(default=10 * 10**12, gt=0)
+    popularity_window_days: float = Field(
+        default=60.0, gt=0, description="Access records older than this are not fetched."
+    )
+    balancer_threshold: float = Field(default=0.1, gt=0)
+    balancer_max_proposals: int = Field(default=1000, ge=0)
+    evacuate_sites: list[str] = Field(
+        default_factory=list, description="Sites the undertaker empties although not in morgue."
+    )
+    default_group: str = Field(
+        default="AnalysisOps", description="Owner of rescued copies whose source has none."
+    )
+    detox_url: str = Field(
+        default="",
+        description="Detox's API (access records, last cycle); empty: popularity and balancer "
+        "have no input.",
+    )
+    stuck_days: float = Field(default=5.0, gt=0)
+    admins: list[str] = Field(default_factory=list, description="May cancel anyone's request.")
+    read_model_queue: str = Field(default="dealer.inventory-events")
+    read_model_timeout: float = Field(default=60.0, gt=0)
+    command_reply_timeout: float = Field(default=60.0, gt=0)
+    command_retry_interval: float = Field(default=60.0, gt=0)
+    progress_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between checks of requests and placements."
+    )
+    db_pool_size: int = Field(default=6, ge=2)
+
+    @field_validator("plugins")
+    @classmethod
+    def _known_plugins(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(DEFAULT_PLUGINS))
+        if unknown:
+            raise ValueError(f"unknown plugins {unknown}; known: {sorted(DEFAULT_PLUGINS)}")
+        return value
