@@ -7,29 +7,34 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from dynamo_common.client import client_app
+from dynamo_common import service_plugin as plugin_loader
+from dynamo_common.client import ClientGroup, client_app
 from dynamo_common.service_plugin import ServicePlugin, discover
+from dynamo_common.simulation.cli import simulate
 
-app = typer.Typer(no_args_is_help=True, help="Dynamo: data management for scientific grids.")
+# Usage errors exit 1 everywhere (click's 2 would read as "not found" to scripts).
+app = typer.Typer(
+    cls=ClientGroup, no_args_is_help=True, help="Dynamo: data management for scientific grids."
+)
 contracts_app = typer.Typer(no_args_is_help=True, help="The message contracts of the bus.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(client_app)
+app.command("simulate")(simulate)
 console = Console(stderr=True)
 
 
 def _plugin(name: str) -> ServicePlugin:
-    plugins = discover()
-    if name not in plugins:
-        known = ", ".join(plugins) or "none installed"
+    plugin = plugin_loader.load(name)
+    if plugin is None:
+        known = ", ".join(plugin_loader.installed()) or "none installed"
         raise typer.BadParameter(f"unknown service {name!r} (known: {known})")
-    return plugins[name]
+    return plugin
 
 
 @app.command()
@@ -53,84 +58,81 @@ def serve(
 
 
 @app.command()
-def up(
-    data_dir: Annotated[Path, typer.Option(help="where the embedded database lives")] = Path(
-        ".dynamo"
-    ),
-    host: str = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port of the first service; others follow")] = 8080,
+def migrate(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="services to migrate (default: every installed one)")
+    ] = None,
 ) -> None:
-    """Start Dynamo standalone: an embedded PostgreSQL, the in-process bus, every service in
-    this one process. Ctrl-C stops it cleanly; start it again and everything is there."""
+    """Run the Alembic migrations of every installed service (or those named) against
+    DYNAMO_DATABASE_URL, then exit: the one-shot job of a distributed deployment."""
+    from dynamo_common.settings import DynamoSettings
+    from dynamo_common.standalone.migrate import MigrationError, migrate_services
+
+    url = DynamoSettings().database_url
+    if not url:
+        console.print("[red]DYNAMO_DATABASE_URL is not set[/]: nothing to migrate")
+        raise typer.Exit(2)
     try:
-        asyncio.run(_up(data_dir, host, port))
-    except KeyboardInterrupt:
-        # uvicorn has already shut the services down gracefully; it re-raises the signal.
-        console.print("stopped")
-
-
-async def _up(data_dir: Path, host: str, port: int) -> None:
-    import uvicorn
-
-    from dynamo_common.bus.memory import MemoryBus
-    from dynamo_common.standalone.embedded_pg import embedded_postgres_async
-
-    plugins = discover()
-    if not plugins:
-        raise typer.BadParameter("no Dynamo service is installed")
-    bus = MemoryBus(namespace="dynamo")
-    await bus.connect()
-    external_db = os.environ.get("DYNAMO_DATABASE_URL", "")
+        plugins = discover()
+    except plugin_loader.PluginError as exc:
+        console.print(f"[red]migration failed[/]: {exc}")
+        raise typer.Exit(1) from None
+    chosen = list(dict.fromkeys(services or plugins))
+    unknown = [name for name in chosen if name not in plugins]
+    if unknown:
+        known = ", ".join(plugins) or "none installed"
+        raise typer.BadParameter(f"unknown service(s) {', '.join(unknown)} (known: {known})")
     try:
-        async with _database(external_db, data_dir, embedded_postgres_async) as db_url:
-            servers = []
-            # Every service finds the others where this process puts them (``<name>_url``
-            # settings, e.g. inventory_url), whatever --port says.
-            urls = {
-                f"{plugin.name}_url": f"http://{host}:{port + offset}"
-                for offset, plugin in enumerate(plugins.values())
-            }
-            for offset, plugin in enumerate(plugins.values()):
-                fields = plugin.settings_class.model_fields
-                overrides: dict[str, Any] = {
-                    "database_url": db_url,
-                    "amqp_url": "memory://",
-                    "data_dir": data_dir,
-                    "log_format": "console",
-                }
-                overrides.update((name, url) for name, url in urls.items() if name in fields)
-                settings = plugin.settings_class(**overrides)
-                server = uvicorn.Server(
-                    uvicorn.Config(
-                        plugin.create_app(settings, bus=bus),
-                        host=host,
-                        port=port + offset,
-                        log_config=None,
-                        access_log=False,
-                    )
-                )
-                servers.append(server)
-                console.print(
-                    f"[bold green]{plugin.name}[/] on http://{host}:{port + offset}"
-                    f"  (API docs: http://{host}:{port + offset}/docs)"
-                )
-            console.print(
-                f"database: {'external' if external_db else f'embedded in {data_dir}'}"
-                "; press Ctrl-C to stop"
-            )
-            await asyncio.gather(*(s.serve() for s in servers))
-    finally:
-        await bus.close()
+        for name, schema in asyncio.run(migrate_services([plugins[n] for n in chosen], url)):
+            console.print(f"[green]migrated[/] {name} (schema {schema})")
+    except MigrationError as exc:
+        console.print(f"[red]migration failed[/]: {exc}")
+        raise typer.Exit(1) from None
 
 
-def _database(external: str, data_dir: Path, embedded):  # type: ignore[no-untyped-def]
-    from contextlib import asynccontextmanager
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path, typer.Option(help="the instance's data: embedded database, sites, policies")
+    ] = Path(".dynamo"),
+    host: str = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="the web page and API (the gateway); services follow it")
+    ] = 8080,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="seed a demo grid with agents on short schedules (default: on an empty "
+            "instance; a second start never seeds again)",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="services' log level (default: DYNAMO_LOG_LEVEL or WARNING)")
+    ] = None,
+) -> None:
+    """Start Dynamo standalone: an embedded PostgreSQL (or DYNAMO_DATABASE_URL's), the
+    in-process bus, every installed service in this one process. Ctrl-C stops it cleanly;
+    start it again and everything is there."""
+    from dynamo_common.settings import DynamoSettings
+    from dynamo_common.standalone.runner import Options, default_log_level, run_standalone
 
-    @asynccontextmanager
-    async def given():  # type: ignore[no-untyped-def]
-        yield external
-
-    return given() if external else embedded(data_dir)
+    level = (log_level or default_log_level()).upper()
+    if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+        raise typer.BadParameter(
+            f"{level!r} is not a log level (CRITICAL, ERROR, WARNING, INFO, DEBUG)",
+            param_hint="--log-level",
+        )
+    options = Options(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        demo=demo,
+        log_level=level,
+        database_url=DynamoSettings().database_url,
+    )
+    status = asyncio.run(run_standalone(options, Console(stderr=True, soft_wrap=True)))
+    raise typer.Exit(status)
 
 
 @contracts_app.command("export")
