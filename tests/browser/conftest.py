@@ -172,7 +172,9 @@ async def run_stack(database_url: str, workdir: Path) -> Any:
         await bus.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread until it stops, and the asynchronous tests that follow this package need it gone.
+@pytest.fixture(scope="package")
 def stack(postgres_url: str) -> Iterator[Stack]:
     from dynamo_common.testing.postgres import temporary_database
 
@@ -192,7 +194,7 @@ def stack(postgres_url: str) -> Iterator[Stack]:
             thread.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
