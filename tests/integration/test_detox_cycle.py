@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo_common.messages.envelope import Envelope
+from tests.factories import grid
 from tests.integration.test_detox_support import (
     GB,
     FakeTransfer,
@@ -287,6 +288,36 @@ async def test_locks_protect_and_only_their_owner_or_an_admin_changes_them(
         assert (await detox.get("/api/v1/locks"))["total"] == 1
         assert (await detox.get("/api/v1/locks", active=False))["total"] == 2
         await detox.get("/api/v1/locks/999", expect=404)
+
+
+async def test_a_user_may_lock_only_their_own_user_data(
+    inventory: Any, database_url: str, tmp_path: Path
+) -> None:
+    await _grid(inventory)
+    await inventory.ok(
+        "POST", "/api/v1/datasets", {"datasets": [grid.dataset("/bob/ntuples/USER")]}
+    )
+    until = "2999-01-01T00:00:00Z"
+    async with run_detox(inventory, database_url, [_policy(tmp_path)]) as detox:
+        mine = await detox.send(
+            "POST", "/api/v1/locks", {"dataset": "/alice/*/USER", "until": until}, 201
+        )
+        assert mine["owner"] == "alice"
+        for pattern in ["/bob/ntuples/USER", "/b*/*/USER", "/*"]:
+            refused = await detox.send(
+                "POST", "/api/v1/locks", {"dataset": pattern, "until": until}, 403
+            )
+            assert "another user's data" in refused["detail"], refused
+        # Official data is anyone's to lock; an admin may lock user data too.
+        await detox.send("POST", "/api/v1/locks", {"dataset": "/D01/*", "until": until}, 201)
+        await detox.send(
+            "POST",
+            "/api/v1/locks",
+            {"dataset": "/bob/ntuples/USER", "until": until},
+            201,
+            user="admin",
+        )
+        assert (await detox.get("/api/v1/locks"))["total"] == 3
 
 
 async def test_popularity_ingested_through_the_api_drives_the_policy(

@@ -105,3 +105,15 @@ def test_higher_priority_goes_first_when_room_is_short() -> None:
     )
     assert [x.dataset for x in result.placements] == ["/High/R-v1/AOD"]
     assert [x.priority for x in result.placements] == [5]
+
+
+def test_every_missing_block_of_a_replica_goes_to_the_site_in_one_cycle() -> None:
+    inventory = grid({"T2_A": 100 * TB}, datasets=[("/A/R-v1/AOD", GB)])
+    dataset = add_dataset(inventory, "/Three/R-v1/AOD", block_sizes=(GB, GB, GB))
+    add_replica(inventory, dataset, inventory.sites["T1_SOURCE"])
+    blocks = [p("/Three/R-v1/AOD", "T2_A", block=f"b{i}", reference=f"b{i}") for i in range(3)]
+    result = run(inventory, blocks)
+    assert sorted(x.block or "" for x in result.placements) == ["b0", "b1", "b2"]
+    # The same block twice is still one copy.
+    again = run(inventory, [blocks[0], p("/Three/R-v1/AOD", "T2_A", block="b0", reference="x")])
+    assert [x.block for x in again.placements] == ["b0"]

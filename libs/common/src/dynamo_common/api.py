@@ -61,3 +61,12 @@ def user(
     if who is None:
         raise ProblemError(401, f"this request needs the {USER_HEADER} header")
     return who
+
+
+def is_admin(
+    x_dynamo_roles: str | None = Header(
+        None, max_length=200, description="the requester's roles; set by the gateway"
+    ),
+) -> bool:
+    """Whether the gateway vouches that the requester is an admin."""
+    return "admin" in {role.strip() for role in (x_dynamo_roles or "").split(",")}

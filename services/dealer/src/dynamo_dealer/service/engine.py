@@ -98,7 +98,11 @@ class _Cycle:
     rng: random.Random
     result: CycleResult = field(default_factory=CycleResult)
     planned: dict[str, set[str]] = field(default_factory=dict)
-    """Sites each dataset went to in this cycle."""
+    """Sites each dataset (whole, or some of its blocks) went to in this cycle."""
+    planned_whole: dict[str, set[str]] = field(default_factory=dict)
+    """Sites each whole dataset went to in this cycle."""
+    planned_blocks: set[PlacedKey] = field(default_factory=set)
+    """Blocks placed one by one in this cycle: (dataset, block, site)."""
 
     def decide(self, proposal: Proposal) -> Outcome:
         dataset = self.inventory.datasets.get(proposal.dataset)
@@ -133,16 +137,19 @@ class _Cycle:
         return self._open(proposal, dataset, volume)
 
     def _holds(self, dataset: Dataset, block: Block | None, site: str) -> bool:
-        """Whether ``site`` holds the data or will: complete, in flight, or placed now."""
-        if site in self.planned.get(dataset.name, ()):
+        """Whether ``site`` holds the data or will: complete, in flight, or placed now. One
+        block placed at a site this cycle does not make its siblings held there: a
+        subscription that fills a replica block by block places every missing block at once."""
+        if site in self.planned_whole.get(dataset.name, ()):
             return True
         replica = dataset.replicas.get(site)
         if block is None:
-            return replica is not None
+            return replica is not None or site in self.planned.get(dataset.name, ())
         held = replica.block_replicas.get(block.name) if replica is not None else None
         if held is not None and held.is_complete:
             return True
-        return (dataset.name, block.name, site) in self.placed
+        key = (dataset.name, block.name, site)
+        return key in self.placed or key in self.planned_blocks
 
     def _fixed(
         self, proposal: Proposal, dataset: Dataset, blocks: list[Block], volume: int
@@ -217,6 +224,10 @@ class _Cycle:
         self.book.place(site, volume)
         self.result.volume += volume
         self.planned.setdefault(dataset.name, set()).add(site)
+        if proposal.block is None:
+            self.planned_whole.setdefault(dataset.name, set()).add(site)
+        else:
+            self.planned_blocks.add((dataset.name, proposal.block, site))
         self.result.placements.append(
             Placement(
                 dataset=dataset.name,

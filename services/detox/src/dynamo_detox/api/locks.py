@@ -1,7 +1,8 @@
 """Locks: keep datasets or blocks (patterns allowed) at sites (patterns allowed) until a date.
 
-Anyone identified may lock; only the owner of a lock or an admin may extend or release it.
-Released locks are kept (with who released them) for the record.
+Anyone identified may lock, except other users' data (``/<user>/<name>/USER``: the
+user-data namespace is its owner's); only the owner of a lock or an admin may extend or
+release it. Released locks are kept (with who released them) for the record.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Query
 
+from dynamo_common.api import is_admin
 from dynamo_common.app import ProblemError
+from dynamo_common.userdata import others_reached
 from dynamo_detox.api.deps import Paging, runtime, user
 from dynamo_detox.repository import store
 from dynamo_detox.runtime import DetoxRuntime
@@ -49,9 +52,19 @@ def _future(until: datetime, now: datetime) -> datetime:
 
 @router.post("", response_model=LockOut, status_code=201, summary="Lock data at sites")
 async def create_lock(
-    body: LockRequest, who: str = Depends(user), rt: DetoxRuntime = Depends(runtime)
+    body: LockRequest,
+    who: str = Depends(user),
+    admin: bool = Depends(is_admin),
+    rt: DetoxRuntime = Depends(runtime),
 ) -> LockOut:
     now = _now(rt)
+    if not admin and who not in rt.settings.admins:
+        model = rt.readmodel.model if rt.readmodel.ready.is_set() else None
+        reached = others_reached(body.dataset, who, model.datasets if model is not None else ())
+        if reached is not None:
+            raise ProblemError(
+                403, f"{who} may not lock {reached}: it is another user's data (ask an admin)"
+            )
     async with rt.pool.acquire() as conn:
         lock = await store.add_lock(
             conn,
