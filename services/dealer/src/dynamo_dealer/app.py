@@ -21,13 +21,14 @@ from dynamo_common.db import run_migrations
 from dynamo_common.policy.enforcer import EnforcerPolicy, parse_enforcer_rules
 from dynamo_common.readmodel import ReadModelClient
 from dynamo_common.settings import to_asyncpg_dsn
-from dynamo_dealer.api import cycles, deletions, monitoring, requests, subscriptions
+from dynamo_dealer.api import cycles, deletions, monitoring, requests, subscriptions, userdata
 from dynamo_dealer.repository import store
 from dynamo_dealer.repository.tables import SCHEMA
 from dynamo_dealer.runtime import DealerRuntime, build_config
 from dynamo_dealer.service.placement import parse_vetoes
 from dynamo_dealer.settings import DealerSettings
 from dynamo_dealer.sources import AccessSource, DetoxAccesses, DetoxProtection, ProtectionSource
+from dynamo_dealer.userdata.manager import UserData
 
 log = logging.getLogger("dynamo.dealer")
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -79,6 +80,7 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         readmodel: ReadModelClient | None = None
         rt: DealerRuntime | None = None
+        users: UserData | None = None
         try:
             if owned_bus:
                 await the_bus.connect()
@@ -102,6 +104,7 @@ def create_app(
             if clock is not None:
                 rt.clock = clock
             app.state.dealer = rt
+            users = app.state.userdata = UserData(rt)
             add_readiness_check(app, "database", lambda: _db_ready(pool))
             add_readiness_check(app, "bus", the_bus.ping)
             add_readiness_check(app, "inventory", lambda: _readmodel_ready(readmodel))
@@ -109,6 +112,7 @@ def create_app(
             tasks.append(asyncio.create_task(rt.schedule_loop(), name="dealer-schedule"))
             tasks.append(asyncio.create_task(rt.progress_loop(), name="dealer-progress"))
             tasks.append(asyncio.create_task(rt.maintenance_loop(), name="dealer-maintenance"))
+            tasks.append(asyncio.create_task(users.loop(), name="dealer-userdata"))
             yield
         finally:
             if rt is not None:
@@ -119,6 +123,8 @@ def create_app(
                     await task
             if readmodel is not None:
                 await readmodel.stop()
+            if users is not None:
+                await users.close()
             if inventory_http is None:
                 await http.aclose()
             await detox_http.aclose()
@@ -139,6 +145,7 @@ def create_app(
             subscriptions.router,
             cycles.router,
             monitoring.router,
+            userdata.router,
         ],
     )
 

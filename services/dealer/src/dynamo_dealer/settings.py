@@ -76,6 +76,28 @@ class DealerSettings(DynamoSettings):
         default=5.0, gt=0, description="Seconds between checks of requests and placements."
     )
     db_pool_size: int = Field(default=6, ge=2)
+    userdata_root: str = Field(
+        default="/store/user",
+        pattern=r"^(/[A-Za-z0-9_.\-]+)+$",
+        description="User namespaces: <root>/<user>/... LFNs, written only by Dynamo.",
+    )
+    userdata_max_block_files: int = Field(
+        default=100, ge=1, le=100_000, description="Files that close a user data block."
+    )
+    userdata_partition: str = Field(
+        default="User", description="The partition whose per-site quota holds user data."
+    )
+    userdata_user_quota: int = Field(
+        default=10 * 10**12, ge=0, description="Bytes of user data one user may inject."
+    )
+    userdata_import_schemes: list[str] = Field(
+        default_factory=lambda: ["root", "xroot", "davs", "gsiftp", "srm"],
+        description="URL schemes data produced elsewhere may be imported from (never file://: "
+        "the dealer's own disk is nobody's source).",
+    )
+    userdata_group: str = Field(
+        default="UserData", description="The group owning user data replicas (made if missing)."
+    )
 
     @field_validator("plugins")
     @classmethod

@@ -125,6 +125,13 @@ PERMISSIONS: Final[tuple[Rule, ...]] = (
     _rule("POST", f"{V1}/dealer/subscriptions", _O, "a site follows a dataset or container"),
     _rule("DELETE", f"{V1}/dealer/subscriptions/{{subscription_id}}", _O),
     _rule("POST", f"{V1}/dealer/cycles", _O, "run a dealer cycle now"),
+    # ---- user data: users write their own namespace; the dealer allows the owner or an admin
+    _rule("POST", f"{V1}/dealer/userdata/datasets", _U, "declare a dataset in one's namespace"),
+    _rule("POST", f"{V1}/dealer/userdata/inject", _U, "register one's own files (verified)"),
+    _rule("POST", f"{V1}/dealer/userdata/import", _U, "copy one's data in from elsewhere"),
+    _rule("POST", f"{V1}/dealer/userdata/complete", _U, "close one's remaining blocks"),
+    _rule("POST", f"{V1}/dealer/userdata/subscribe", _U, "consolidate one's dataset at a site"),
+    _rule("POST", f"{V1}/dealer/userdata/delete", _U, "delete one's own dataset"),
     # ---- every other read
     _rule(_R, f"{V1}/{{path:path}}", READ, "reads are public when public_reads is on"),
 )

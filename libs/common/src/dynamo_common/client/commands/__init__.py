@@ -15,6 +15,7 @@ from dynamo_common.client.commands import (  # noqa: F401  (they register their 
     locks,
     requests,
     transfers,
+    userdata,
 )
 from dynamo_common.client.commands.base import app
 
