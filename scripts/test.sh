@@ -83,7 +83,7 @@ fi
 
 log "pytest"
 set +e
-"${UV[@]}" run pytest -q -p no:cacheprovider --durations=25 "$@" </dev/null
+"${UV[@]}" run pytest -q -rfER -p no:cacheprovider --durations=25 "$@" </dev/null
 rc=$?
 set -e
 if ((rc == 5)); then
