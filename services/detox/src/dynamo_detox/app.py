@@ -22,11 +22,13 @@ from dynamo_common.policy.detox import DetoxPolicy, parse_detox_policy
 from dynamo_common.policy.enforcer import EnforcerPolicy, parse_enforcer_rules
 from dynamo_common.readmodel import ReadModelClient
 from dynamo_common.settings import to_asyncpg_dsn
-from dynamo_detox.api import cycles, locks, popularity
+from dynamo_detox.api import cycles, locks, popularity, simulations
+from dynamo_detox.repository import simulations as simulation_store
 from dynamo_detox.repository import store
 from dynamo_detox.repository.tables import SCHEMA
 from dynamo_detox.runtime import DetoxRuntime
 from dynamo_detox.service.popularity import PopularitySource
+from dynamo_detox.service.simulations import SimulationWorker
 from dynamo_detox.settings import DetoxSettings
 
 log = logging.getLogger("dynamo.detox")
@@ -84,13 +86,17 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         readmodel: ReadModelClient | None = None
         rt: DetoxRuntime | None = None
+        sims: SimulationWorker | None = None
         try:
             if owned_bus:
                 await the_bus.connect()
             async with pool.acquire() as conn:
                 interrupted = await store.fail_interrupted(conn, datetime.now(UTC))
+                stopped_runs = await simulation_store.fail_interrupted(conn, datetime.now(UTC))
             if interrupted:
                 log.warning("%d cycles were interrupted by the last stop", interrupted)
+            if stopped_runs:
+                log.warning("%d simulations were interrupted by the last stop", stopped_runs)
             readmodel = ReadModelClient(
                 the_bus, settings.inventory_url, settings.read_model_queue, http=http
             )
@@ -114,10 +120,15 @@ def create_app(
             tasks.append(asyncio.create_task(_follow(readmodel), name="detox-readmodel"))
             tasks.append(asyncio.create_task(rt.schedule_loop(), name="detox-schedule"))
             tasks.append(asyncio.create_task(rt.maintenance_loop(), name="detox-maintenance"))
+            sims = SimulationWorker(simulation_store.DatabaseSimulations(pool))
+            app.state.simulations = sims
+            tasks.append(asyncio.create_task(sims.loop(), name="detox-simulations"))
             yield
         finally:
             if rt is not None:
                 await rt.stop()
+            if sims is not None:
+                sims.stop()
             for task in reversed(tasks):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -136,7 +147,7 @@ def create_app(
         "that delete nothing, the record of every decision, locks and popularity.",
         settings=settings,
         lifespan_parts=[detox_part],
-        routers=[cycles.router, locks.router, popularity.router],
+        routers=[cycles.router, locks.router, popularity.router, simulations.router],
     )
 
 

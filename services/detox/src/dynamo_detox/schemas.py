@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -180,3 +180,67 @@ class PopularityOut(BaseModel):
     last_access: datetime
     window_accesses: int
     sites: int
+
+
+class SimulationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str = Field(
+        min_length=1, max_length=200, description="a packaged scenario (GET /simulations/scenarios)"
+    )
+    policy: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000_000,
+        description="a detox policy text replacing the scenario's (the what if); none: its own",
+    )
+    days: int | None = Field(
+        default=None, ge=1, le=14, description="simulated days (default: the scenario's)"
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="trace seed (default: the scenario's)"
+    )
+    comment: str = Field(default="", max_length=1000)
+
+
+class ScenarioOut(BaseModel):
+    name: str = Field(description="what POST /simulations takes")
+    title: str
+    description: str
+    days: float
+    warmup_days: float
+    seed: int
+    grid: str
+    strategies: list[str]
+    policy: str | None = Field(description="the detox policy text the scenario runs")
+
+
+class SimulationOut(BaseModel):
+    id: int
+    scenario: str
+    days: float
+    seed: int
+    policy_changed: bool = Field(description="whether the detox policy was replaced")
+    status: Literal["queued", "running", "done", "failed"]
+    requested_by: str | None
+    comment: str
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    error: str | None
+    progress: str | None = Field(default=None, description="the running simulation's last step")
+
+
+class SimulationDetail(SimulationOut):
+    policy: str | None = Field(description="the detox policy text that ran")
+    result: dict[str, Any] | None = Field(
+        description="when done: the simulator's result.json (summary and series per strategy)"
+    )
+
+
+class SimulationSubmitted(BaseModel):
+    id: int
+    status: str
+    scenario: str
+    days: float
+    seed: int

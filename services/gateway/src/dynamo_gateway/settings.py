@@ -65,6 +65,7 @@ class GatewaySettings(DynamoSettings):
             "/api/v1/decisions": "detox",
             "/api/v1/locks": "detox",
             "/api/v1/popularity": "detox",
+            "/api/v1/simulations": "detox",
             "/api/v1/dealer": "dealer",
         },
         description="path prefix -> service; every other /api/v1 path goes to the inventory",

@@ -107,6 +107,7 @@ PERMISSIONS: Final[tuple[Rule, ...]] = (
     _rule("POST", f"{V1}/locks", _U, "protect data from deletion for a time"),
     _rule("PATCH DELETE", f"{V1}/locks/{{lock_id}}", _U, "detox allows the owner or an admin"),
     _rule("POST", f"{V1}/popularity/accesses", _O, "access reports (service accounts)"),
+    _rule("POST", f"{V1}/simulations", _O, "a what-if simulation: CPU-heavy, queued"),
     # ---- dealer: users ask for copies and cancel theirs; operators run cycles, subscribe sites
     _rule("POST", f"{V1}/dealer/requests", _U, "copy requests"),
     _rule(

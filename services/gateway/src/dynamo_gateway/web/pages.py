@@ -42,6 +42,7 @@ PAGES = (
     Page("/detox", "detox", "Detox", "detox"),
     Page("/detox/cycles/{cycle_id:int}", "cycle", "Detox cycle", "detox"),
     Page("/detox/test", "policytest", "Policy test", "detox"),
+    Page("/simulate", "simulate", "What if", "simulate"),
     Page("/consistency", "consistency", "Consistency", "consistency"),
     Page("/consistency/{site}", "consistencysite", "Consistency of a site", "consistency"),
     Page("/transfers", "transfers", "Transfers", "transfers"),
@@ -55,6 +56,7 @@ NAV = (
     ("locks", "/locks", "Locks"),
     ("dealer", "/dealer", "Dealer"),
     ("detox", "/detox", "Detox"),
+    ("simulate", "/simulate", "What if"),
     ("consistency", "/consistency", "Consistency"),
     ("transfers", "/transfers", "Transfers"),
 )
