@@ -44,5 +44,5 @@ fmt:
 bench:
 	$(UV) run python -m tests.bench.run --scale $(SCALE)
 
-run:
+run: setup
 	$(UV) run dynamo up
