@@ -365,7 +365,9 @@ async def run_standalone(options: Options, console: Console) -> int:
     ports = layout(list(plugins), options.port)
     sockets = {}
     try:
-        for name, port in ports.items():
+        # The port asked for first: when it is busy, that is the one to name, whatever else
+        # happens to hold one of the following ports at that moment.
+        for name, port in sorted(ports.items(), key=lambda item: item[1] != options.port):
             sockets[name] = bind(options.host, port)
     except PortInUse as exc:
         for sock in sockets.values():
