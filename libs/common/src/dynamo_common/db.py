@@ -196,3 +196,10 @@ def run_alembic_env(
             await engine.dispose()
 
     asyncio.run(run_online())
+
+
+async def pool_ready(pool: Any) -> bool:
+    """The ``/readyz`` check of a service's asyncpg pool: a connection within 2 s that
+    answers ``SELECT 1``."""
+    async with pool.acquire(timeout=2) as conn:
+        return bool(await conn.fetchval("SELECT 1") == 1)

@@ -591,3 +591,20 @@ class ReadModelClient:
                 aborted.set()
         _check_counts(model, header)
         return model
+
+
+async def follow(readmodel: ReadModelClient) -> None:
+    """Run ``readmodel.start()`` as a service's background task. When the client gives up
+    after its retries, the service stays up: whatever needs the model refuses (not ready),
+    ``/readyz`` says why, and the records API keeps serving."""
+    try:
+        await readmodel.start()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the inventory read model could not be loaded")
+
+
+async def readmodel_ready(readmodel: ReadModelClient | None) -> bool:
+    """The ``/readyz`` check of a service that follows the inventory."""
+    return readmodel is not None and readmodel.ready.is_set()

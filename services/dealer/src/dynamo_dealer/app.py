@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from dynamo_common.app import add_readiness_check, create_service_app
 from dynamo_common.bus.base import Bus
 from dynamo_common.bus.factory import create_bus
-from dynamo_common.db import run_migrations
+from dynamo_common.db import pool_ready, run_migrations
 from dynamo_common.policy.enforcer import EnforcerPolicy, parse_enforcer_rules
-from dynamo_common.readmodel import ReadModelClient
+from dynamo_common.readmodel import ReadModelClient, follow, readmodel_ready
 from dynamo_common.settings import to_asyncpg_dsn
 from dynamo_dealer.api import cycles, deletions, monitoring, requests, subscriptions, userdata
 from dynamo_dealer.repository import store
@@ -105,10 +105,10 @@ def create_app(
                 rt.clock = clock
             app.state.dealer = rt
             users = app.state.userdata = UserData(rt)
-            add_readiness_check(app, "database", lambda: _db_ready(pool))
+            add_readiness_check(app, "database", lambda: pool_ready(pool))
             add_readiness_check(app, "bus", the_bus.ping)
-            add_readiness_check(app, "inventory", lambda: _readmodel_ready(readmodel))
-            tasks.append(asyncio.create_task(_follow(readmodel), name="dealer-readmodel"))
+            add_readiness_check(app, "inventory", lambda: readmodel_ready(readmodel))
+            tasks.append(asyncio.create_task(follow(readmodel), name="dealer-readmodel"))
             tasks.append(asyncio.create_task(rt.schedule_loop(), name="dealer-schedule"))
             tasks.append(asyncio.create_task(rt.progress_loop(), name="dealer-progress"))
             tasks.append(asyncio.create_task(rt.maintenance_loop(), name="dealer-maintenance"))
@@ -148,23 +148,3 @@ def create_app(
             userdata.router,
         ],
     )
-
-
-async def _follow(readmodel: ReadModelClient) -> None:
-    try:
-        await readmodel.start()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        # The client gave up after its retries: cycles refuse to run (not ready) and
-        # /readyz says why; the records API keeps serving.
-        log.exception("the inventory read model could not be loaded")
-
-
-async def _db_ready(pool: asyncpg.Pool) -> bool:
-    async with pool.acquire(timeout=2) as conn:
-        return bool(await conn.fetchval("SELECT 1") == 1)
-
-
-async def _readmodel_ready(readmodel: ReadModelClient | None) -> bool:
-    return readmodel is not None and readmodel.ready.is_set()

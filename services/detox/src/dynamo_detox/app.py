@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from dynamo_common.app import add_readiness_check, create_service_app
 from dynamo_common.bus.base import Bus
 from dynamo_common.bus.factory import create_bus
-from dynamo_common.db import run_migrations
+from dynamo_common.db import pool_ready, run_migrations
 from dynamo_common.policy.detox import DetoxPolicy, parse_detox_policy
 from dynamo_common.policy.enforcer import EnforcerPolicy, parse_enforcer_rules
-from dynamo_common.readmodel import ReadModelClient
+from dynamo_common.readmodel import ReadModelClient, follow, readmodel_ready
 from dynamo_common.settings import to_asyncpg_dsn
 from dynamo_detox.api import cycles, locks, popularity, simulations
 from dynamo_detox.repository import simulations as simulation_store
@@ -113,11 +113,11 @@ def create_app(
             if clock is not None:
                 rt.clock = clock
             app.state.detox = rt
-            add_readiness_check(app, "database", lambda: _db_ready(pool))
+            add_readiness_check(app, "database", lambda: pool_ready(pool))
             add_readiness_check(app, "bus", the_bus.ping)
-            add_readiness_check(app, "inventory", lambda: _readmodel_ready(readmodel))
+            add_readiness_check(app, "inventory", lambda: readmodel_ready(readmodel))
             # The snapshot loads in the background: the API (records, locks) serves meanwhile.
-            tasks.append(asyncio.create_task(_follow(readmodel), name="detox-readmodel"))
+            tasks.append(asyncio.create_task(follow(readmodel), name="detox-readmodel"))
             tasks.append(asyncio.create_task(rt.schedule_loop(), name="detox-schedule"))
             tasks.append(asyncio.create_task(rt.maintenance_loop(), name="detox-maintenance"))
             sims = SimulationWorker(simulation_store.DatabaseSimulations(pool))
@@ -149,23 +149,3 @@ def create_app(
         lifespan_parts=[detox_part],
         routers=[cycles.router, locks.router, popularity.router, simulations.router],
     )
-
-
-async def _follow(readmodel: ReadModelClient) -> None:
-    try:
-        await readmodel.start()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        # The client gave up after its retries: cycles refuse to run (not ready) and
-        # /readyz says why; the records and locks API keep serving.
-        log.exception("the inventory read model could not be loaded")
-
-
-async def _db_ready(pool: asyncpg.Pool) -> bool:
-    async with pool.acquire(timeout=2) as conn:
-        return bool(await conn.fetchval("SELECT 1") == 1)
-
-
-async def _readmodel_ready(readmodel: ReadModelClient | None) -> bool:
-    return readmodel is not None and readmodel.ready.is_set()

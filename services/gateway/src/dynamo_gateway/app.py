@@ -19,7 +19,7 @@ import httpx
 from fastapi import FastAPI
 
 from dynamo_common.app import add_readiness_check, create_service_app
-from dynamo_common.db import run_migrations
+from dynamo_common.db import pool_ready, run_migrations
 from dynamo_common.settings import to_asyncpg_dsn
 from dynamo_gateway.api import accounts, docs, proxy
 from dynamo_gateway.auth import Authenticator
@@ -149,7 +149,7 @@ def create_app(
                 permissions=permissions,
                 own_openapi=app.openapi,
             )
-            add_readiness_check(app, "database", lambda: _db_ready(pool))
+            add_readiness_check(app, "database", lambda: pool_ready(pool))
             # Everything made so far (modules, the app, settings) lives as long as the
             # process: out of the cyclic collector's reach, its full collections stay short
             # instead of pausing every request in flight for tens of milliseconds.
@@ -185,8 +185,3 @@ def create_app(
     # The operators' pages and their assets (chart library, Swagger UI), all served locally.
     mount_web(app)
     return app
-
-
-async def _db_ready(pool: asyncpg.Pool) -> bool:
-    async with pool.acquire(timeout=2) as conn:
-        return bool(await conn.fetchval("SELECT 1") == 1)

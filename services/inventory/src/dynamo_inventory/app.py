@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from dynamo_common.app import add_readiness_check, create_service_app
 from dynamo_common.bus.base import Bus
 from dynamo_common.bus.factory import create_bus
-from dynamo_common.db import run_migrations
+from dynamo_common.db import pool_ready, run_migrations
 from dynamo_common.settings import to_asyncpg_dsn
 from dynamo_inventory.api import read, write
 from dynamo_inventory.consumers.commands import COMMAND_QUEUE, command_handler
@@ -77,7 +77,7 @@ def create_app(settings: InventorySettings | None = None, *, bus: Bus | None = N
             rt.check_condition = _condition_checker()
             log.info("inventory loaded", extra={"seq": model.seq, **model.counts()})
             app.state.inventory = rt
-            add_readiness_check(app, "database", lambda: _db_ready(pool))
+            add_readiness_check(app, "database", lambda: pool_ready(pool))
             add_readiness_check(app, "bus", the_bus.ping)
             tasks.append(asyncio.create_task(rt.relay_loop(), name="inventory-relay"))
             tasks.append(asyncio.create_task(rt.catch_up_loop(), name="inventory-catch-up"))
@@ -106,8 +106,3 @@ def create_app(settings: InventorySettings | None = None, *, bus: Bus | None = N
         lifespan_parts=[inventory_part],
         routers=[read.router, write.router],
     )
-
-
-async def _db_ready(pool: asyncpg.Pool) -> bool:
-    async with pool.acquire(timeout=2) as conn:
-        return bool(await conn.fetchval("SELECT 1") == 1)

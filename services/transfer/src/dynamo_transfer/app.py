@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from dynamo_common.app import add_readiness_check, create_service_app
 from dynamo_common.bus.base import Bus, Subscription
 from dynamo_common.bus.factory import create_bus
-from dynamo_common.db import run_migrations
-from dynamo_common.readmodel import ReadModelClient
+from dynamo_common.db import pool_ready, run_migrations
+from dynamo_common.readmodel import ReadModelClient, readmodel_ready
 from dynamo_common.settings import to_asyncpg_dsn
 from dynamo_common.storage import Storage, open_storage
 from dynamo_transfer.api import lfn2pfn, read, write
@@ -110,9 +110,9 @@ def create_app(
                 make_backend=_backend_factory(settings, storage),
             )
             app.state.transfer = rt
-            add_readiness_check(app, "database", lambda: _db_ready(pool))
+            add_readiness_check(app, "database", lambda: pool_ready(pool))
             add_readiness_check(app, "bus", the_bus.ping)
-            add_readiness_check(app, "inventory", lambda: _readmodel_ready(readmodel))
+            add_readiness_check(app, "inventory", lambda: readmodel_ready(readmodel))
 
             async def start() -> None:
                 # Commands are taken only once the copy of the inventory they are checked
@@ -166,12 +166,3 @@ def create_app(
         lifespan_parts=[transfer_part],
         routers=[read.router, write.router, lfn2pfn.router],
     )
-
-
-async def _db_ready(pool: asyncpg.Pool) -> bool:
-    async with pool.acquire(timeout=2) as conn:
-        return bool(await conn.fetchval("SELECT 1") == 1)
-
-
-async def _readmodel_ready(readmodel: ReadModelClient | None) -> bool:
-    return readmodel is not None and readmodel.ready.is_set()
