@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Depends, Path, Query, Request
 
 from dynamo_common.api import USER_HEADER, Paging, optional_user, user
 from dynamo_common.app import ProblemError
@@ -22,4 +22,18 @@ def runtime(request: Request) -> DealerRuntime:
     return rt
 
 
-__all__ = ["USER_HEADER", "Id", "Paging", "optional_user", "runtime", "user"]
+def requester_filter(
+    mine: bool = Query(False, description="only the caller's (needs X-Dynamo-User)"),
+    requester: str | None = Query(None, max_length=200),
+    who: str | None = Depends(optional_user),
+) -> str | None:
+    """Whose requests a listing shows: ``mine`` means the caller's, else ``requester``'s (or
+    everyone's)."""
+    if not mine:
+        return requester
+    if who is None:
+        raise ProblemError(401, "mine=true needs the X-Dynamo-User header")
+    return who
+
+
+__all__ = ["USER_HEADER", "Id", "Paging", "optional_user", "requester_filter", "runtime", "user"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from dynamo_common.app import ProblemError
-from dynamo_dealer.api.deps import Id, Paging, optional_user, runtime, user
+from dynamo_dealer.api.deps import Id, Paging, requester_filter, runtime, user
 from dynamo_dealer.repository import store
 from dynamo_dealer.runtime import Conflict, DealerRuntime, NotReady
 from dynamo_dealer.schemas import (
@@ -79,16 +79,10 @@ async def create_request(
 @router.get("", response_model=Page[RequestOut], summary="Requests, newest first")
 async def list_requests(
     paging: Paging = Depends(),
-    mine: bool = Query(False, description="only the caller's (needs X-Dynamo-User)"),
     state: RequestState | None = None,
-    requester: str | None = Query(None, max_length=200),
-    who: str | None = Depends(optional_user),
+    requester: str | None = Depends(requester_filter),
     rt: DealerRuntime = Depends(runtime),
 ) -> Page[RequestOut]:
-    if mine:
-        if who is None:
-            raise ProblemError(401, "mine=true needs the X-Dynamo-User header")
-        requester = who
     async with rt.pool.acquire() as conn:
         rows, total = await store.list_requests(
             conn, requester=requester, state=state, limit=paging.limit, offset=paging.offset
