@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 from pydantic import BaseModel
 
+from dynamo_common.bus.announce import announce
 from dynamo_common.bus.base import Bus, RequestTimeout
 from dynamo_common.messages import dealer as dl
 from dynamo_common.messages import inventory as inv
@@ -521,14 +522,7 @@ class DealerRuntime:
             log.exception("could not record the failure of cycle %s", cycle_id)
 
     async def _publish(self, event: DealerEvent, body: BaseModel) -> None:
-        try:
-            await self.bus.publish(
-                "events",
-                [Envelope(type=event.value, source=SOURCE, data=body.model_dump(mode="json"))],
-            )
-        except Exception:
-            # The record in the database is the truth; a lost announcement is only logged.
-            log.exception("could not publish %s", event.value)
+        await announce(self.bus, SOURCE, event.value, body)
 
     # --------------------------------------------------------------------------- commands
 

@@ -25,6 +25,7 @@ import asyncpg
 import httpx
 from pydantic import BaseModel
 
+from dynamo_common.bus.announce import announce
 from dynamo_common.bus.base import Bus, RequestTimeout
 from dynamo_common.messages import detox as dx
 from dynamo_common.messages import inventory as inv
@@ -282,14 +283,7 @@ class DetoxRuntime:
             log.exception("could not record the failure of cycle %s", cycle_id)
 
     async def _publish(self, event: DetoxEvent, body: BaseModel) -> None:
-        try:
-            await self.bus.publish(
-                "events",
-                [Envelope(type=event.value, source=SOURCE, data=body.model_dump(mode="json"))],
-            )
-        except Exception:
-            # The record in the database is the truth; a lost announcement is only logged.
-            log.exception("could not publish %s", event.value)
+        await announce(self.bus, SOURCE, event.value, body)
 
     # ------------------------------------------------------------------------ commands
 
