@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from tests.integration.test_dealer_support import dealer_settings
-from tests.integration.test_gateway_support import serve
+from tests.integration.test_gateway_support import serve, stack_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -73,19 +73,11 @@ def _run_stack(database_url: str, ready: queue.Queue[Any], stop: threading.Event
 def dealer_url(postgres_url: str) -> Iterator[str]:
     from dynamo_common.testing.postgres import temporary_database
 
-    with temporary_database(postgres_url) as database_url:
-        ready: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
-        thread = threading.Thread(target=_run_stack, args=(database_url, ready, stop))
-        thread.start()
-        try:
-            started = ready.get(timeout=120)
-            if isinstance(started, BaseException):
-                raise RuntimeError("the stack did not start") from started
-            yield started
-        finally:
-            stop.set()
-            thread.join(60)
+    with (
+        temporary_database(postgres_url) as database_url,
+        stack_in_thread(database_url, _run_stack) as url,
+    ):
+        yield url
 
 
 def test_no_server_error_on_any_dealer_operation(dealer_url: str) -> None:

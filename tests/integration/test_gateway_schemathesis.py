@@ -25,7 +25,12 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.integration.test_gateway_support import ADMIN_TOKEN, gateway_settings, serve
+from tests.integration.test_gateway_support import (
+    ADMIN_TOKEN,
+    gateway_settings,
+    serve,
+    stack_in_thread,
+)
 from tests.integration.test_transfer_support import transfer_settings
 
 EXAMPLES = 12
@@ -95,19 +100,11 @@ def _run_stack(database_url: str, ready: queue.Queue[Any], stop: threading.Event
 def gateway_url(postgres_url: str) -> Iterator[str]:
     from dynamo_common.testing.postgres import temporary_database
 
-    with temporary_database(postgres_url) as database_url:
-        ready: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
-        thread = threading.Thread(target=_run_stack, args=(database_url, ready, stop))
-        thread.start()
-        try:
-            started = ready.get(timeout=120)
-            if isinstance(started, BaseException):
-                raise RuntimeError("the stack did not start") from started
-            yield started
-        finally:
-            stop.set()
-            thread.join(60)
+    with (
+        temporary_database(postgres_url) as database_url,
+        stack_in_thread(database_url, _run_stack) as url,
+    ):
+        yield url
 
 
 def test_no_server_error_on_any_operation(gateway_url: str) -> None:

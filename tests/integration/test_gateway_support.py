@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import socket
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,3 +310,24 @@ async def silent_server() -> AsyncIterator[str]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def stack_in_thread(
+    database_url: str, run_stack: Callable[[str, queue.Queue[Any], threading.Event], None]
+) -> Iterator[str]:
+    """Run ``run_stack(database_url, ready, stop)`` in its own thread (its own event loop,
+    so a synchronous client such as schemathesis can call it), wait for the URL it puts in
+    ``ready`` (or the exception it failed with), and stop it at the end."""
+    ready: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_stack, args=(database_url, ready, stop))
+    thread.start()
+    try:
+        started = ready.get(timeout=120)
+        if isinstance(started, BaseException):
+            raise RuntimeError("the stack did not start") from started
+        yield started
+    finally:
+        stop.set()
+        thread.join(60)
