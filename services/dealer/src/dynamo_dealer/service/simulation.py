@@ -10,6 +10,7 @@ the placements, which the simulator carries out as the commands would.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from dynamo_common.model.objects import Inventory
 from dynamo_common.policy.enforcer import parse_enforcer_rules
 from dynamo_common.policy.errors import PolicyErrors
 from dynamo_common.simulation.agent import AgentDecisions, AgentError, AgentInputs, Copy
-from dynamo_dealer.service.cycle import CycleInputs, DealerConfig, run_cycle
+from dynamo_dealer.service.cycle import CycleInputs, CycleOutput, DealerConfig, run_cycle
 from dynamo_dealer.service.engine import EngineConfig
 from dynamo_dealer.service.placement import parse_vetoes
 from dynamo_dealer.service.plugins.balancer import BalancerRules
@@ -69,6 +70,11 @@ class DealerAgent:
     def __init__(self, config: DealerConfig, window_days: float = 60.0) -> None:
         self.config = config
         self.window = window_days * DAY
+        self.cycles = 0
+        self.last: CycleOutput | None = None
+        """The last cycle's every decision (what the service records), for comparisons."""
+        self.balanced: dict[str, tuple[int, int]] = {}
+        """The detox outcome the balancer last worked from."""
 
     def decide(self, inventory: Inventory, inputs: AgentInputs, now: float) -> AgentDecisions:
         accesses = [
@@ -77,13 +83,25 @@ class DealerAgent:
         requests = [
             RequestSpec(r.id, r.group, ((r.dataset, None),), (r.site,), 1) for r in inputs.requests
         ]
+        # The service balances from each detox cycle once (it records which one): its
+        # protected volumes describe the sites before the copies made from them. The simulator
+        # hands the last outcome to every cycle until detox runs again, without its id, so an
+        # outcome equal to the one balanced from counts as the same detox cycle.
+        protected = dict(inputs.protected)
+        if "balancer" in self.config.plugins and protected:
+            if protected == self.balanced:
+                protected = {}
+            else:
+                self.balanced = protected
         cycle_inputs = CycleInputs(
-            requests=requests,
-            accesses=accesses,
-            protected=dict(inputs.protected),
-            placed=inputs.placed,
+            requests=requests, accesses=accesses, protected=protected, placed=inputs.placed
         )
-        output = run_cycle(inventory, cycle_inputs, self.config, now)
+        # The service seeds the engine's draws of open destinations with the cycle's id (1, 2,
+        # ... in a fresh database); one fixed seed would repeat the same draws every cycle.
+        self.cycles += 1
+        engine = replace(self.config.engine, seed=self.config.engine.seed + self.cycles)
+        output = run_cycle(inventory, cycle_inputs, replace(self.config, engine=engine), now)
+        self.last = output
         out = AgentDecisions(decisions=len(output.result.outcomes))
         for p in output.result.placements:
             out.copies.append(Copy(p.dataset, p.block, p.site, p.group, p.reference))
@@ -93,7 +111,9 @@ class DealerAgent:
 def create_agent(options: Mapping[str, Any], base: Path) -> DealerAgent:
     """The ``dynamo.agents`` entry point. Options carry the names of the service's settings
     (``DealerSettings``: ``plugins``, ``target_occupancy``, ``popularity_half_life_days``,
-    ``enforcers`` for ``enforcer_files``, ...); unset ones take the service's defaults."""
+    ``enforcers`` for ``enforcer_files``, ...); unset ones take the service's defaults.
+    ``seed``: the agent's cycle n draws as the service's cycle with id ``seed + n`` does (0:
+    as a fresh service's cycles 1, 2, ...)."""
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise AgentError(f"dealer: unknown options {', '.join(unknown)}")
