@@ -81,6 +81,7 @@ def kernel(
     *,
     slots: int = 10,
     request_probability: float = 0.0,
+    requests_per_group: bool = False,
     check: str = "full",
 ) -> Kernel:
     names = sorted(model.datasets)
@@ -97,4 +98,5 @@ def kernel(
         seed=1,
         check=check,
         sample_hours=6,
+        requests_per_group=requests_per_group,
     )

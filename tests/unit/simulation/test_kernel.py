@@ -134,3 +134,33 @@ def test_users_ask_for_copies_where_their_jobs_could_not_run() -> None:
     k.advance(2)
     assert k.open_requests() == []
     assert model.datasets["/A/B/AOD"].replicas["T2_B"].block_replicas["b0"].size == 10 * GB
+
+
+def _groups_that_asked(requests_per_group: bool, hours: int) -> list[set[str]]:
+    """Twenty datasets held at T2_A only and read by T2_B's users every hour; per hour, the
+    datasets whose T2_B users have asked for a copy so far (none is carried out)."""
+    names = {f"/D{i:02d}/B/AOD": (1, ["T2_A"]) for i in range(20)}
+    model = world(names, quota=1000 * GB)
+    rows = [(h, d, 1, 1) for h in range(hours) for d in range(20)]
+    k = kernel(
+        model, rows, slots=100, request_probability=0.3, requests_per_group=requests_per_group
+    )
+    asked: list[set[str]] = []
+    for hour in range(hours):
+        k.advance(hour)
+        k.run_jobs()
+        asked.append({r.dataset for r in k.open_requests()})
+    return asked
+
+
+def test_hourly_users_who_keep_missing_ask_sooner_or_later() -> None:
+    asked = _groups_that_asked(requests_per_group=False, hours=24)
+    assert 0 < len(asked[0]) < 20
+    assert len(asked[-1]) == 20
+
+
+def test_a_group_decides_once_whether_it_asks_for_copies() -> None:
+    asked = _groups_that_asked(requests_per_group=True, hours=24)
+    # The same groups asked in the first hour and after a day of missing: the others never do.
+    assert 0 < len(asked[0]) < 20
+    assert asked[-1] == asked[0]

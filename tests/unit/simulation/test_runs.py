@@ -112,3 +112,28 @@ def test_a_warm_up_runs_first_and_is_not_counted(tiny: Scenario) -> None:
     dynamo = data["strategies"][0]["series"]["cycles"]
     # The agents ran during the warm-up too; only the measured cycles are listed.
     assert min(c["hour"] for c in dynamo) >= 24
+
+
+def test_the_cpu_bound_is_the_share_the_grids_slots_could_serve(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dynamo_common.simulation.runner import SimulationResult
+    from dynamo_common.simulation.scenario import parse_scenario
+    from dynamo_common.simulation.trace import Trace
+
+    scenario = parse_scenario(
+        {
+            "name": "bound",
+            "sites": {"slots": {"T0": 0, "T1": 0, "T2": 30, "T3": 0}},
+            "strategies": [{"name": "lru", "kind": "lru"}],
+        },
+        tmp_path,
+    )
+    # Two sites of 30 slots: 100 accesses in hour 0 (60 could run), 20 in hour 1 (all).
+    hour, dataset, site, count = (
+        np.asarray(c, dtype=np.int64) for c in ([0, 0, 1], [0, 0, 0], [0, 1, 0], [70, 30, 20])
+    )
+    trace = Trace(["/A/B/AOD"], ["T2_A", "T2_B"], hour, dataset, site, count, hours=2)
+    result = SimulationResult(scenario, 0.0, trace)
+    assert result.cpu_bound() == pytest.approx(80 / 120)
+    assert result.to_json()["trace"]["cpu_bound"] == pytest.approx(0.666667)

@@ -103,6 +103,10 @@ def simulate(
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
+    typer.echo(
+        f"best any placement could do (every dataset at every site, the grid's CPU slots "
+        f"the only limit): {data['trace']['cpu_bound']:.1%} from disk"
+    )
     for name, c in data["comparison"].items():
         more = c["more_accesses_from_disk"]
         ratio = c["transfer_ratio"]

@@ -101,6 +101,7 @@ class Kernel:
         check: str,
         sample_hours: float,
         owner_only: bool = False,
+        requests_per_group: bool = False,
     ) -> None:
         """``owner_only``: the partition depends on nothing but a block replica's site and
         owner, so membership is remembered per (site, owner)."""
@@ -112,6 +113,9 @@ class Kernel:
         self.hour = 0
         self.tape_latency = tape_latency
         self.request_probability = request_probability
+        self.requests_per_group = requests_per_group
+        """Whether a user group's choice to ask for copies is drawn once per (dataset, site)
+        rather than again every hour its jobs miss."""
         self.request_group = request_group
         self.production_group = production_group
         self.seed = seed
@@ -509,10 +513,12 @@ class Kernel:
     # ------------------------------------------------------------------ jobs
 
     def _draw(self, dataset: int, site: int) -> float:
-        """A uniform number fixed by (seed, dataset, site, hour): the same user decision
-        under every strategy, whatever else the strategy drew."""
+        """A uniform number fixed by (seed, dataset, site, hour), or by (seed, dataset, site)
+        when users decide once per group: the same user decision under every strategy,
+        whatever else the strategy drew."""
+        hour = 0 if self.requests_per_group else self.hour
         x = (dataset * 0x9E3779B97F4A7C15 + site * 0xC2B2AE3D27D4EB4F) & 0xFFFFFFFFFFFFFFFF
-        x ^= (self.hour * 0x165667B19E3779F9 + self.seed * 0x27D4EB2F165667C5) & 0xFFFFFFFFFFFFFFFF
+        x ^= (hour * 0x165667B19E3779F9 + self.seed * 0x27D4EB2F165667C5) & 0xFFFFFFFFFFFFFFFF
         x = (x ^ (x >> 31)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         x = (x ^ (x >> 29)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
         x ^= x >> 32

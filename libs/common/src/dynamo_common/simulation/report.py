@@ -142,7 +142,8 @@ img{{max-width:100%}}</style></head><body>
 <p>{html.escape(data["description"])}</p>
 <p>Grid {html.escape(data["grid"]["scale"])} (seed {data["grid"]["seed"]}), {data["days"]} days,
 seed {data["seed"]}; {trace["accesses"]:,} accesses, {trace["datasets_produced"]} datasets
-produced.</p>
+produced. With every dataset at every site, the grid's CPU slots would serve
+{trace["cpu_bound"]:.1%} of the accesses: no strategy can do better.</p>
 <ul>{descriptions}</ul>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <ul>{comparison}</ul>

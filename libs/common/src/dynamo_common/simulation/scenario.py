@@ -104,6 +104,11 @@ class UsersSpec(_Model):
     request_probability: float = Field(default=0.1, ge=0, le=1)
     """A (dataset, site, hour) whose accesses were not all served at the users' site makes
     its users ask for a copy there with this probability (an explicit request)."""
+    request_decision: Literal["hourly", "per_group"] = "hourly"
+    """``hourly``: the draw is made again every hour the jobs miss, so a group that keeps
+    missing asks sooner or later; ``per_group``: each (dataset, site) group of users decides
+    once whether it is the kind that asks for copies (a share ``request_probability`` of
+    them), and the others wait or read remotely, however long they miss."""
     request_group: str = "AnalysisOps"
     production_group: str = "DataOps"
     """Owner of newly produced datasets."""
