@@ -234,8 +234,8 @@ def test_a_replica_is_stuck_when_less_than_one_percent_arrived_within_the_window
     total, per_site = monitoring.summarise([later])
     assert (total.copied, total.total, total.stuck) == (50 * GB, 100 * GB, 1)
     assert list(per_site) == ["T2_A"]
-    gone = monitoring.Tracked(2, "/A/R-v1/AOD", None, "T2_NONE", NOW, 0, NOW)
-    flying, over = monitoring.in_flight(inventory, [gone], NOW + 2 * 3600, window)
+    gone = monitoring.Tracked(2, "/A/R-v1/AOD", None, "T2_NONE", NOW, 0, NOW, inventory.seq)
+    flying, over = monitoring.in_flight(inventory, [gone], NOW + 60, window)
     assert flying == [] and over == [gone]
 
 

@@ -531,6 +531,7 @@ class DealerRuntime:
         async with self.send_lock:
             async with self.pool.acquire() as conn:
                 rows = await store.pending_commands(conn, cycle_id)
+            refusals = False
             for row in rows:
                 placements = [Placement(**p) for p in row["placements"]]
                 try:
@@ -538,9 +539,9 @@ class DealerRuntime:
                 except RequestTimeout as exc:
                     # Left pending: the retry loop sends it again under the same ids.
                     log.warning("commands of cycle %s not answered yet: %s", row["cycle_id"], exc)
-                    return
+                    break
                 reason = f"{len(rejected)} of {len(placements)} refused" if rejected else None
-                async with self.pool.acquire() as conn:
+                async with self.pool.acquire() as conn, conn.transaction():
                     await store.finish_command(
                         conn,
                         row["id"],
@@ -549,19 +550,39 @@ class DealerRuntime:
                         reason,
                         _dt(self.clock()),
                     )
+                    await store.answer_placements(conn, row["cycle_id"], accepted, rejected)
+                refusals = refusals or bool(rejected)
+        if refusals:
+            # A refusal brings no inventory event to wake the progress loop: close the
+            # refused placements now.
+            try:
+                await self.check_progress()
+            except Exception:
+                log.exception("closing the refused placements failed (the progress loop will)")
 
     async def _send(
         self, key: str, placements: list[Placement], cycle_id: int
-    ) -> tuple[list[Placement], list[tuple[Placement, str]]]:
+    ) -> tuple[list[tuple[Placement, int]], list[tuple[Placement, str]]]:
+        """(each placement carried out, with the inventory sequence number that shows its
+        replica created; each placement refused, with the reason)."""
         model = self.readmodel.model
-        recorded, refused = await self._bisect(
-            placements, f"{key}/replicas", lambda chunk, cid: self._create(chunk, cid, model)
-        )
+        answered: dict[Placement, int] = {}
+
+        async def create(chunk: list[Placement], cid: str) -> str | None:
+            refusal, seq = await self._create(chunk, cid, model)
+            if refusal is None:
+                answered.update((p, seq) for p in chunk)
+            return refusal
+
+        recorded, refused = await self._bisect(placements, f"{key}/replicas", create)
         reference = f"dealer cycle {cycle_id}"
         moved, refused_moves = await self._bisect(
             recorded, f"{key}/transfers", lambda chunk, cid: self._transfer(chunk, cid, reference)
         )
-        return moved, refused + refused_moves
+        return [(p, answered[p]) for p in moved], [
+            *((p, f"refused by the inventory: {why}") for p, why in refused),
+            *((p, f"refused by the transfer service: {why}") for p, why in refused_moves),
+        ]
 
     async def _bisect(
         self,
@@ -589,14 +610,25 @@ class DealerRuntime:
         )
         return await self.bus.request(envelope, timeout=self.settings.command_reply_timeout)
 
-    async def _create(self, items: list[Placement], cid: str, model: Inventory) -> str | None:
+    async def _create(
+        self, items: list[Placement], cid: str, model: Inventory
+    ) -> tuple[str | None, int]:
+        """(why the inventory refused, or None; the sequence number from which the read model
+        shows the replicas of ``items``)."""
+        # Taken with the command, before any await: the replicas it leaves out are in the
+        # read model at this sequence number already.
+        seen = model.seq
         command = replica_creations(items, model)
         if command is None:
-            return None
+            return None, seen
         reply = inv.CommandReply.model_validate(
             (await self._request(InventoryCommand.CREATE_REPLICAS, command, cid)).data
         )
-        return None if reply.status == "accepted" else (reply.reason or "rejected")
+        if reply.status != "accepted":
+            return reply.reason or "rejected", seen
+        # A redelivered command gets its first reply, so last_seq names the events that
+        # created the replicas even when the answer comes from the inventory's record.
+        return None, max(seen, reply.last_seq or 0)
 
     async def _transfer(self, items: list[Placement], cid: str, reference: str) -> str | None:
         reply = tr.TransferCommandReply.model_validate(

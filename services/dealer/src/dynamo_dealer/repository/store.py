@@ -573,8 +573,9 @@ async def add_placements(
 
 async def flying(conn: asyncpg.Connection, site: str | None = None) -> list[Tracked]:
     rows = await conn.fetch(
-        f"SELECT id, dataset, block, site, placed, mark_bytes, mark_time FROM {S}.placements"
-        " WHERE state = 'flying' AND ($1::text IS NULL OR site = $1) ORDER BY id",
+        "SELECT id, dataset, block, site, placed, mark_bytes, mark_time, answered_seq, refusal"
+        f" FROM {S}.placements WHERE state = 'flying' AND ($1::text IS NULL OR site = $1)"
+        " ORDER BY id",
         site,
     )
     return [
@@ -586,9 +587,36 @@ async def flying(conn: asyncpg.Connection, site: str | None = None) -> list[Trac
             _ts(r["placed"]),
             r["mark_bytes"],
             _ts(r["mark_time"]),
+            r["answered_seq"],
+            r["refusal"],
         )
         for r in rows
     ]
+
+
+async def answer_placements(
+    conn: asyncpg.Connection,
+    cycle_id: int,
+    answered: Sequence[tuple[Placement, int]],
+    refused: Sequence[tuple[Placement, str]],
+) -> None:
+    """Record the answers to a batch's commands on its placements in flight: the inventory
+    sequence number that shows each accepted creation, the reason of each refusal."""
+    for rows, column, kind in ((answered, "answered_seq", "bigint"), (refused, "refusal", "text")):
+        if not rows:
+            continue
+        await conn.execute(
+            f"UPDATE {S}.placements p SET {column} = u.value"
+            f" FROM unnest($2::text[], $3::text[], $4::text[], $5::{kind}[])"
+            " AS u(dataset, block, site, value)"
+            " WHERE p.cycle_id = $1 AND p.state = 'flying' AND p.dataset = u.dataset"
+            " AND p.block IS NOT DISTINCT FROM u.block AND p.site = u.site",
+            cycle_id,
+            [p.dataset for p, _ in rows],
+            [p.block for p, _ in rows],
+            [p.site for p, _ in rows],
+            [value for _, value in rows],
+        )
 
 
 async def placed_keys(conn: asyncpg.Connection) -> frozenset[tuple[str, str | None, str]]:

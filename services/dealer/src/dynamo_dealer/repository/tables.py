@@ -143,6 +143,10 @@ placements = Table(
     Column("state", Text, nullable=False),  # flying, over
     Index("placements_flying", "site", postgresql_where=text("state = 'flying'")),
 )
+# Migration 0003 adds to placements ``answered_seq`` (BigInteger: the inventory sequence
+# number from which the read model shows the answer to the creation command, null while
+# unanswered) and ``refusal`` (Text: why a command was refused). They stay out of this
+# metadata because 0001 creates it as a whole and must keep creating what it created.
 
 commands = Table(
     "commands",

@@ -1,6 +1,13 @@
 """The replicas the dealer placed that are still in flight, their progress, and which are
 stuck: less than 1% of their volume arrived over the window (5 days by default).
 
+A placement is recorded with its cycle, and its replica is created by a command sent
+afterwards (resent while unanswered). Until the inventory has answered that command and the
+read model shows the state the answer left behind, a missing replica says nothing: it may not
+be created yet. So a placement is over only on evidence: its command was refused, its replica
+is complete, or the read model has reached the sequence number of the answer and the replica
+is not there (deleted since, or never created).
+
 Progress over a window needs a reference: each placement keeps a mark (bytes copied and
 when); the mark moves forward whenever at least 1% more has arrived, so a replica is stuck
 when its mark is older than the window.
@@ -14,16 +21,12 @@ from dataclasses import dataclass
 from dynamo_common.model.objects import Inventory
 
 STEP = 0.01
-APPEAR_WITHIN = 3600.0
-"""Seconds a placement may wait for its replica to appear in the inventory. A placement is
-recorded with its cycle and its replica is created by a command sent afterwards (resent while
-unanswered), so for a while the read model has no replica for it: that placement is in flight
-with nothing copied yet, not over."""
 
 
 @dataclass(frozen=True, slots=True)
 class Tracked:
-    """A placement as recorded: what, where, and its progress mark."""
+    """A placement as recorded: what, where, its progress mark, and the answer to the
+    command that creates its replica."""
 
     id: int
     dataset: str
@@ -32,6 +35,11 @@ class Tracked:
     placed: float
     mark_bytes: int
     mark_time: float
+    answered: int | None = None
+    """The inventory sequence number from which the read model shows the outcome of the
+    creation command (None: not answered yet)."""
+    refusal: str | None = None
+    """Why the command was refused (None: not refused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +79,31 @@ def state(inventory: Inventory, tracked: Tracked) -> tuple[int, int, bool] | Non
     return block_replica.size, block_replica.block.size, block_replica.is_complete
 
 
+def settled(inventory: Inventory, tracked: Tracked) -> bool:
+    """Whether the read model shows what the answer to the placement's command left behind."""
+    return tracked.answered is not None and inventory.seq >= tracked.answered
+
+
 def in_flight(
     inventory: Inventory, placements: Iterable[Tracked], now: float, stuck_after: float
 ) -> tuple[list[InFlight], list[Tracked]]:
     """(the placements in flight with their progress and moved marks, the placements that
-    are over: complete or gone)."""
+    are over: refused, complete, or gone once the read model shows the answer)."""
     flying: list[InFlight] = []
     over: list[Tracked] = []
     for tracked in placements:
+        if tracked.refusal is not None:
+            over.append(tracked)
+            continue
         found = state(inventory, tracked)
-        if found is None and now - tracked.placed < APPEAR_WITHIN:
+        if found is None:
+            if settled(inventory, tracked):
+                over.append(tracked)
+                continue
+            # Not created yet as far as the read model knows, however long it takes: a
+            # placement waiting that long shows as stuck, which is what it is.
             found = (0, _size(inventory, tracked), False)
-        if found is None or found[2]:
+        if found[2]:
             over.append(tracked)
             continue
         copied, total, _ = found
