@@ -70,6 +70,8 @@ def test_what_if_runs_a_changed_policy_and_shows_the_table_and_charts(
     assert f"Simulation #{run['id']}" in browser.text("#simulation-summary")
     assert "changed detox policy" in browser.text("#simulation-summary")
     assert re.search(rf"[?&]id={run['id']}$", page.url)
+    bound = f"{100 * run['result']['trace']['cpu_bound']:.1f}% from disk"
+    assert bound in browser.text("#simulation-cpu-bound")
 
     # One row per strategy, with the served-from-disk share the API recorded.
     rows = page.locator("#simulation-table tbody tr")

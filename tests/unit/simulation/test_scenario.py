@@ -132,3 +132,56 @@ def test_simulate_refuses_a_what_if_for_an_agent_the_scenario_does_not_run(
     )
     assert result.exit_code == 2
     assert "no strategy of the scenario runs the agent 'dealer'" in result.output
+
+
+def test_simulate_over_several_seeds_reports_each_and_the_median(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(SCENARIOS / "tiny.yaml"),
+            "--out",
+            str(out),
+            "--days",
+            "1",
+            "--seeds",
+            "3",
+            "--only",
+            "dynamo",
+            "--only",
+            "lru",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "seeds.json").read_text())
+    assert summary["seeds"] == [7, 8, 9]
+    per_seed = []
+    for seed in (7, 8, 9):
+        data = json.loads((out / f"seed-{seed}" / "result.json").read_text())
+        assert data["seed"] == seed
+        per_seed.append(data["comparison"]["dynamo_vs_lru"]["more_accesses_from_disk"])
+    more = summary["comparison"]["dynamo_vs_lru"]["more_accesses_from_disk"]
+    assert more["per_seed"] == per_seed
+    assert more["median"] == sorted(per_seed)[1]
+    assert "median" in result.stdout and "over 3 seeds" in result.stdout
+
+
+def test_simulate_refuses_a_trace_export_over_several_seeds(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(SCENARIOS / "tiny.yaml"),
+            "--seeds",
+            "2",
+            "--export-trace",
+            str(tmp_path / "t.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code != 0
+    assert "--export-trace" in result.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t.csv").exists()

@@ -58,19 +58,32 @@ def simulate(
     export_trace: Annotated[
         Path | None, typer.Option(help="also write the trace as CSV (replayable)")
     ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=50,
+            help="run the scenario with this many trace seeds (the seed, seed+1, ...): a "
+            "report per seed in OUT/seed-N and the median and range over seeds in "
+            "OUT/seeds.json",
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ) -> None:
     """Replay a period of data use on a synthetic grid under several strategies (the
     configured Dynamo agents, LRU deletion, static placement) and compare them."""
     from dynamo_common.simulation.agent import AgentError
     from dynamo_common.simulation.kernel import ConservationError
-    from dynamo_common.simulation.report import table, write_report
+    from dynamo_common.simulation.report import write_report
     from dynamo_common.simulation.runner import run_scenario
     from dynamo_common.simulation.scenario import ScenarioError, load_scenario, with_overrides
+    from dynamo_common.simulation.seeds import seeds_table, summarise_seeds
     from dynamo_common.simulation.trace import TraceError, write_csv_trace
 
     if check is not None and check not in ("full", "sampled", "off"):
         raise typer.BadParameter("--check must be full, sampled or off")
+    if seeds > 1 and export_trace is not None:
+        raise typer.BadParameter("--export-trace writes one trace: not with --seeds")
     try:
         loaded = load_scenario(scenario)
         loaded = with_overrides(
@@ -82,19 +95,52 @@ def simulate(
             check=check,
         )
         progress = None if quiet else (lambda line: typer.echo(line, err=True))
-        result = run_scenario(loaded, progress=progress)
+        target = out or Path(f"simulation-{loaded.name}")
+        runs: list[dict[str, Any]] = []
+        for n in range(seeds):
+            this = loaded if seeds == 1 else with_overrides(loaded, seed=loaded.seed + n)
+            if seeds > 1 and progress is not None:
+                progress(f"seed {this.seed} ({n + 1} of {seeds})")
+            result = run_scenario(this, progress=progress)
+            data = result.to_json()
+            written = write_report(data, target if seeds == 1 else target / f"seed-{this.seed}")
+            if export_trace is not None:
+                write_csv_trace(result.trace, export_trace, result.start)
+            if seeds == 1:
+                _print_run(data)
+            else:
+                compared = "; ".join(_comparison_lines(data)) or "no comparison"
+                typer.echo(f"seed {this.seed}: {compared}", err=quiet)
+            typer.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
+            runs.append(data)
     except (ScenarioError, AgentError, TraceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except ConservationError as exc:
         typer.echo(f"conservation check failed: {exc}", err=True)
         raise typer.Exit(1) from None
-    data = result.to_json()
-    target = out or Path(f"simulation-{loaded.name}")
-    written = write_report(data, target)
-    if export_trace is not None:
-        write_csv_trace(result.trace, export_trace, result.start)
-    rows = table(data)
+    if seeds > 1:
+        summary = summarise_seeds(runs)
+        path = target / "seeds.json"
+        path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        _print_rows(seeds_table(summary))
+        for name, c in summary["comparison"].items():
+            more = c.get("more_accesses_from_disk")
+            ratio = c.get("transfer_ratio")
+            typer.echo(
+                f"{name} over {c['seeds']} seeds: "
+                + (
+                    f"{more['median']:+.1%} accesses served from disk (median; "
+                    f"{more['min']:+.1%} to {more['max']:+.1%})"
+                    if more
+                    else "no baseline hits"
+                )
+                + (f", transfer volume x{ratio['median']:.2f} (median)" if ratio else "")
+            )
+        typer.echo(f"summary over seeds: {path}", err=True)
+
+
+def _print_rows(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo(
@@ -103,16 +149,28 @@ def simulate(
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
-    typer.echo(
-        f"best any placement could do (every dataset at every site, the grid's CPU slots "
-        f"the only limit): {data['trace']['cpu_bound']:.1%} from disk"
-    )
+
+
+def _comparison_lines(data: dict[str, Any]) -> list[str]:
+    parts = []
     for name, c in data["comparison"].items():
         more = c["more_accesses_from_disk"]
         ratio = c["transfer_ratio"]
-        typer.echo(
+        parts.append(
             f"{name}: "
             + (f"{more:+.1%} accesses served from disk" if more is not None else "no baseline hits")
             + (f", transfer volume x{ratio:.2f}" if ratio is not None else "")
         )
-    typer.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
+    return parts
+
+
+def _print_run(data: dict[str, Any]) -> None:
+    from dynamo_common.simulation.report import table
+
+    _print_rows(table(data))
+    typer.echo(
+        f"best any placement could do (every dataset at every site, the grid's CPU slots "
+        f"the only limit): {data['trace']['cpu_bound']:.1%} from disk"
+    )
+    for line in _comparison_lines(data):
+        typer.echo(line)

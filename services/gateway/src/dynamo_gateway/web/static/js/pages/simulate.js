@@ -132,6 +132,8 @@ async function showResult(result, run, again) {
       { class: "notice ok", id: "simulation-summary" },
       el("strong", {}, `Simulation #${run.id}: ${data.scenario}, ${num(data.days)} days, seed ${run.seed}, ${run.policy_changed ? "changed detox policy" : "the scenario's own policy"}.`),
       el("div", {}, `${num(trace.accesses)} accesses, ${num(trace.datasets_produced)} datasets produced · grid ${data.grid.scale} · by ${run.requested_by || "–"} · ${when(run.finished)}`),
+      // Older stored runs predate the bound: say nothing rather than a wrong number.
+      trace.cpu_bound === undefined ? null : el("div", { id: "simulation-cpu-bound" }, `Best any placement could do (every dataset at every site, the grid's CPU slots the only limit): ${(100 * trace.cpu_bound).toFixed(1)}% from disk.`),
     ),
     strategyTable(shown),
     offer,
