@@ -19,7 +19,6 @@ from dynamo_common.model.objects import (
     Inventory,
     Site,
 )
-from dynamo_transfer.runtime import Pfns
 from dynamo_transfer.service import intake
 from dynamo_transfer.service.batching import Candidate, Caps, Link, plan_batches
 from dynamo_transfer.service.intake import (
@@ -31,6 +30,7 @@ from dynamo_transfer.service.intake import (
     RowKey,
     reconcile,
 )
+from dynamo_transfer.service.pfns import Pfns
 from dynamo_transfer.service.retry import Failure, Severity, after_failure, backoff
 from dynamo_transfer.service.sources import NoSource, SourceChoice, choose_source
 from dynamo_transfer.service.states import (

@@ -1,4 +1,5 @@
-"""All SQL of the queue: intake, scheduling, outcomes, replica bookkeeping, jobs and outbox.
+"""All SQL of the queue: intake, scheduling, outcomes, jobs, leadership, replica bookkeeping
+and outbox.
 
 Every function runs its statements on the caller's connection; the caller owns the
 transaction and commits. State changes are guarded by the state they expect (``WHERE state =
@@ -21,6 +22,7 @@ from dynamo_transfer.service.states import PENDING, Kind, State, sources_of
 
 S = "transfer"
 _INTAKE_LOCK = 0x7472616E73666572  # "transfer": one intake transaction at a time
+_LEADER_LOCK = 0x7472616E73666C64  # "transfld": one instance runs the queue
 
 _TASK_COLUMNS = """t.id, t.kind, t.state, t.lfn, t.site, t.dataset, t.block, t.replica_id,
     t.size, t.adler32, t.priority, t.source, t.protocol, t.source_pfn, t.dest_pfn, t.tape,
@@ -329,6 +331,13 @@ async def release_due_retries(conn: asyncpg.Connection, now: datetime) -> int:
     return int(result.split()[-1])
 
 
+async def next_retry_due(conn: asyncpg.Connection) -> datetime | None:
+    due: datetime | None = await conn.fetchval(
+        f"SELECT min(not_before) FROM {S}.tasks WHERE state = 'retry'"
+    )
+    return due
+
+
 async def tasks_in_state(
     conn: asyncpg.Connection, state: State, kind: Kind | None = None, limit: int = 1000
 ) -> list[TaskRow]:
@@ -629,6 +638,19 @@ async def open_jobs(conn: asyncpg.Connection, backend: str) -> list[JobRow]:
         backend,
     )
     return [JobRow(r["id"], r["external_id"], r["state"], r["created"]) for r in rows]
+
+
+# ---------------------------------------------------------------------------- leadership
+
+
+async def try_leader_lock(conn: asyncpg.Connection) -> bool:
+    """Take the leader's lock if no other session holds it. A session lock: ``conn`` must be
+    a connection of its own (not the pool's), held for as long as this instance leads."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK))
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    await conn.fetchval("SELECT 1")
 
 
 # ---------------------------------------------------------------------------- replicas

@@ -8,7 +8,7 @@ result after.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dynamo_common.messages import transfer as tr
@@ -160,6 +160,38 @@ def plan_replica_deletions(
             key = RowKey(Kind.DELETION, block.dataset.name, block.name, site.name)
             targets.setdefault(key, ReplicaTarget(key, "", 3, True))
     return list(targets.values())
+
+
+def still_needed(
+    targets: Iterable[ReplicaTarget], deleting: Container[tuple[str, str, str]]
+) -> list[ReplicaTarget]:
+    """The transfer targets that need files: a complete replica needs none, unless its
+    deletion is under way (``deleting``: dataset, block, site), which this request cancels."""
+    return [
+        t for t in targets if not t.complete or (t.key.dataset, t.key.block, t.key.site) in deleting
+    ]
+
+
+def plan_file_deletions(
+    model: Inventory, cmd: tr.DeleteFiles, preference: Sequence[str], pfn: PfnFunc
+) -> list[NewTask]:
+    """One task per named file (orphans: no block replica to report on)."""
+    sites = check_file_sites(model, (f.site for f in cmd.files), preference)
+    tasks: list[NewTask] = []
+    for orphan in cmd.files:
+        check_mappings(sites[orphan.site], [orphan.lfn], preference, pfn)
+        tasks.append(NewTask(kind=Kind.DELETION, lfn=orphan.lfn, site=orphan.site, priority=3))
+    return tasks
+
+
+def check_listing(block: Block | None, key: RowKey, files: Sequence[FileInfo]) -> None:
+    """Tasks are made from the inventory's file listing: a block with files it does not
+    list (yet) could never be completed here."""
+    if block is not None and len(files) < block.num_files:
+        raise RequestRejected(
+            f"block {key.dataset}#{key.block} has {block.num_files} files but only "
+            f"{len(files)} are registered in the inventory: nothing to copy them from"
+        )
 
 
 def check_file_sites(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -25,6 +26,23 @@ class Decision:
     state: State  # RETRY or HELD
     delay: float  # seconds to wait before the next attempt (0 when held)
     reason: str
+
+
+def tally(
+    failures: Mapping[str, int],
+    ruled_out: Mapping[str, str],
+    source: str | None,
+    failure: Failure,
+) -> tuple[dict[str, int], dict[str, str]]:
+    """A file's failed attempts per source and its ruled-out sources (with the error that
+    ruled each out) after ``failure`` of an attempt from ``source``. Without a source (a
+    deletion) there is nothing to count."""
+    failures, ruled_out = dict(failures), dict(ruled_out)
+    if source is not None:
+        failures[source] = failures.get(source, 0) + 1
+        if failure.severity is Severity.SOURCE:
+            ruled_out[source] = failure.error
+    return failures, ruled_out
 
 
 def backoff(attempts: int, base: float, cap: float, spread_key: int = 0) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dynamo_common.messages.types import SiteStatus, StorageType
-from dynamo_common.model.objects import Block, Site
+from dynamo_common.model.objects import Block, Inventory, Site
 
 PfnFunc = Callable[[Site, str, str], str | None]
 """(site, protocol, lfn) -> the PFN, or None when the site's rules map the LFN to nothing."""
@@ -59,6 +59,40 @@ def map_at(site: Site, lfn: str, preference: Sequence[str], pfn: PfnFunc) -> tup
             if mapped is not None:
                 return protocol, mapped
     return None
+
+
+def deletion_target(
+    site: Site, lfn: str, preference: Sequence[str], pfn: PfnFunc
+) -> tuple[str, str] | NoSource:
+    """(protocol, PFN) with which ``lfn`` is deleted at ``site``, or why it cannot be now."""
+    problem = destination_problem(site, preference)
+    if problem is not None:
+        return NoSource(problem)
+    mapped = map_at(site, lfn, preference, pfn)
+    if mapped is None:
+        return NoSource(f"LFN {lfn} maps to no PFN at {site.name}")
+    return mapped
+
+
+def block_of(model: Inventory, dataset: str | None, block: str | None) -> Block | None:
+    """The read model's block of a task or replica row; None for a file-level deletion (no
+    block named) and for a block the inventory no longer has."""
+    if dataset is None or block is None:
+        return None
+    found = model.datasets.get(dataset)
+    return found.blocks.get(block) if found is not None else None
+
+
+def sources_left(block: Block | None, destination: str, ruled_out: Mapping[str, str]) -> int:
+    """How many complete replicas elsewhere could still deliver a file of ``block`` to
+    ``destination`` (sources ruled out for the file do not count)."""
+    if block is None:
+        return 0
+    return sum(
+        1
+        for r in block.replicas
+        if r.site.name != destination and r.is_complete and r.site.name not in ruled_out
+    )
 
 
 def _is_tape(site: Site) -> bool:
