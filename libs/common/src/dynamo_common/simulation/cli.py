@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from dynamo_common.simulation.scenario import Scenario
 
 
 def _options(values: list[str], policies: list[str]) -> dict[str, dict[str, Any]]:
@@ -68,22 +72,30 @@ def simulate(
             "OUT/seeds.json",
         ),
     ] = 1,
+    vary: Annotated[
+        str | None,
+        typer.Option(
+            help="sweep: KEY=V1,V2,... runs the scenario once per value (times --seeds) of a "
+            "scenario field (users.request_probability, trace.generate.zipf, ...) or an agent "
+            "option (dealer.popularity_max_copies, ...); OUT/sweep.json and OUT/sweep.png",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ) -> None:
     """Replay a period of data use on a synthetic grid under several strategies (the
     configured Dynamo agents, LRU deletion, static placement) and compare them."""
     from dynamo_common.simulation.agent import AgentError
     from dynamo_common.simulation.kernel import ConservationError
-    from dynamo_common.simulation.report import write_report
-    from dynamo_common.simulation.runner import run_scenario
     from dynamo_common.simulation.scenario import ScenarioError, load_scenario, with_overrides
     from dynamo_common.simulation.seeds import seeds_table, summarise_seeds
-    from dynamo_common.simulation.trace import TraceError, write_csv_trace
+    from dynamo_common.simulation.sweep import parse_vary, sweep_png, sweep_table
+    from dynamo_common.simulation.sweep import vary as vary_scenario
+    from dynamo_common.simulation.trace import TraceError
 
     if check is not None and check not in ("full", "sampled", "off"):
         raise typer.BadParameter("--check must be full, sampled or off")
-    if seeds > 1 and export_trace is not None:
-        raise typer.BadParameter("--export-trace writes one trace: not with --seeds")
+    if (seeds > 1 or vary is not None) and export_trace is not None:
+        raise typer.BadParameter("--export-trace writes one trace: not with --seeds or --vary")
     try:
         loaded = load_scenario(scenario)
         loaded = with_overrides(
@@ -96,30 +108,38 @@ def simulate(
         )
         progress = None if quiet else (lambda line: typer.echo(line, err=True))
         target = out or Path(f"simulation-{loaded.name}")
-        runs: list[dict[str, Any]] = []
-        for n in range(seeds):
-            this = loaded if seeds == 1 else with_overrides(loaded, seed=loaded.seed + n)
-            if seeds > 1 and progress is not None:
-                progress(f"seed {this.seed} ({n + 1} of {seeds})")
-            result = run_scenario(this, progress=progress)
-            data = result.to_json()
-            written = write_report(data, target if seeds == 1 else target / f"seed-{this.seed}")
-            if export_trace is not None:
-                write_csv_trace(result.trace, export_trace, result.start)
-            if seeds == 1:
-                _print_run(data)
-            else:
-                compared = "; ".join(_comparison_lines(data)) or "no comparison"
-                typer.echo(f"seed {this.seed}: {compared}", err=quiet)
-            typer.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
-            runs.append(data)
+        if vary is None:
+            runs = _run_seeds(loaded, seeds, target, progress, export_trace)
+        else:
+            key, values = parse_vary(vary)
+            # Every value is checked before the first (long) run starts.
+            variants = [(value, vary_scenario(loaded, key, value)) for value in values]
+            points: list[dict[str, Any]] = []
+            for value, variant in variants:
+                typer.echo(f"{key} = {json.dumps(value)}", err=True)
+                runs = _run_seeds(
+                    variant, seeds, target / f"{key}={json.dumps(value)}", progress, None, True
+                )
+                points.append({"value": value, "seeds": summarise_seeds(runs)})
     except (ScenarioError, AgentError, TraceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except ConservationError as exc:
         typer.echo(f"conservation check failed: {exc}", err=True)
         raise typer.Exit(1) from None
-    if seeds > 1:
+    if vary is not None:
+        summary = {
+            "scenario": loaded.name,
+            "key": key,
+            "seeds": points[0]["seeds"]["seeds"],
+            "points": points,
+        }
+        path = target / "sweep.json"
+        path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        plot = sweep_png(summary, target / "sweep.png")
+        _print_rows(sweep_table(summary))
+        typer.echo(f"sweep: {path}, {plot}", err=True)
+    elif seeds > 1:
         summary = summarise_seeds(runs)
         path = target / "seeds.json"
         path.write_text(json.dumps(summary, indent=2, sort_keys=True))
@@ -138,6 +158,42 @@ def simulate(
                 + (f", transfer volume x{ratio['median']:.2f} (median)" if ratio else "")
             )
         typer.echo(f"summary over seeds: {path}", err=True)
+
+
+def _run_seeds(
+    scenario: Scenario,
+    seeds: int,
+    target: Path,
+    progress: Callable[[str], None] | None,
+    export_trace: Path | None,
+    always_per_seed: bool = False,
+) -> list[dict[str, Any]]:
+    """Run ``scenario`` with ``seeds`` trace seeds from its own; one report directory per
+    seed (or ``target`` itself for a single seed unless ``always_per_seed``)."""
+    from dynamo_common.simulation.report import write_report
+    from dynamo_common.simulation.runner import run_scenario
+    from dynamo_common.simulation.scenario import with_overrides
+    from dynamo_common.simulation.trace import write_csv_trace
+
+    single = seeds == 1 and not always_per_seed
+    runs: list[dict[str, Any]] = []
+    for n in range(seeds):
+        this = scenario if n == 0 else with_overrides(scenario, seed=scenario.seed + n)
+        if not single and progress is not None:
+            progress(f"seed {this.seed} ({n + 1} of {seeds})")
+        result = run_scenario(this, progress=progress)
+        data = result.to_json()
+        written = write_report(data, target if single else target / f"seed-{this.seed}")
+        if export_trace is not None:
+            write_csv_trace(result.trace, export_trace, result.start)
+        if single:
+            _print_run(data)
+        else:
+            compared = "; ".join(_comparison_lines(data)) or "no comparison"
+            typer.echo(f"seed {this.seed}: {compared}", err=True)
+        typer.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
+        runs.append(data)
+    return runs
 
 
 def _print_rows(rows: list[list[str]]) -> None:

@@ -229,10 +229,14 @@ def with_overrides(
     options: dict[str, dict[str, Any]] | None = None,
     only: list[str] | None = None,
     check: str | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Scenario:
     """The scenario with a changed period, seed or agent options (``{"detox": {"policy":
-    "/path/new.txt"}}``: every agents strategy that runs detox gets it): the "what if"."""
+    "/path/new.txt"}}``: every agents strategy that runs detox gets it), or any field by
+    its dotted path (``{"users.request_probability": 0.03}``): the "what if"."""
     data = scenario.model_dump()
+    for path, value in (fields or {}).items():
+        _set_field(data, path, value)
     if days is not None:
         data["days"] = days
         data["warmup_days"] = min(data["warmup_days"], days)
@@ -258,3 +262,24 @@ def with_overrides(
         if not found:
             raise ScenarioError(f"no strategy of the scenario runs the agent {agent!r}")
     return parse_scenario(data, scenario.base, scenario.name)
+
+
+def _set_field(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set the scenario field at dotted ``path``; a path the scenario has no field for is an
+    error naming the fields there are (the value is checked when the scenario is parsed)."""
+    *parents, leaf = path.split(".")
+    node: Any = data
+    walked: list[str] = []
+    for part in parents:
+        child = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            where = ".".join(walked) or "the scenario"
+            raise ScenarioError(f"{path}: {where} has no section {part!r} (fields: {known})")
+        walked.append(part)
+        node = child
+    if not isinstance(node, dict) or leaf not in node or leaf in ("strategies", "base"):
+        known = ", ".join(sorted(k for k in node if k not in ("strategies", "base")))
+        where = ".".join(walked) or "the scenario"
+        raise ScenarioError(f"{path}: {where} has no field {leaf!r} (fields: {known})")
+    node[leaf] = value
