@@ -75,7 +75,7 @@ async def test_locks_cycles_decisions_and_policy_tests_from_the_command_line(
                 ann,
                 "locks",
                 "add",
-                "/D01/*",
+                "/D01/*/AOD",
                 "--sites",
                 "T2_FULL",
                 "--until",
@@ -91,11 +91,11 @@ async def test_locks_cycles_decisions_and_policy_tests_from_the_command_line(
         page = as_json(await stack.as_(ann, "locks", "list", "--json"))
         assert [item["id"] for item in page["items"]] == [lock["id"]]
         result = await stack.as_(ann, "locks", "list")
-        assert result.exit_code == OK and "/D01/*" in result.stdout
+        assert result.exit_code == OK and "/D01/*/AOD" in result.stdout
         assert "my analysis" in result.stdout
 
         # A lock in the past, or an end that is no time at all: refused, nothing stored.
-        result = await stack.as_(ann, "locks", "add", "/D02/*", "--until", "2020-01-01T00:00Z")
+        result = await stack.as_(ann, "locks", "add", "/D02/*/AOD", "--until", "2020-01-01T00:00Z")
         assert result.exit_code == USAGE and "future" in result.stderr
         result = await stack.as_(ann, "locks", "add", "/D02/*", "--until", "soon")
         assert result.exit_code == USAGE and "neither a time" in result.stderr

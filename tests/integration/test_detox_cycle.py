@@ -239,7 +239,7 @@ async def test_locks_protect_and_only_their_owner_or_an_admin_changes_them(
             "POST",
             "/api/v1/locks",
             {
-                "dataset": "/D00/*",
+                "dataset": "/D00/*/AOD",
                 "sites": "T2_FULL",
                 "until": "2999-01-01T00:00:00Z",
                 "comment": "analysis in progress",
@@ -248,12 +248,15 @@ async def test_locks_protect_and_only_their_owner_or_an_admin_changes_them(
         )
         assert second["owner"] == "alice" and second["active"]
         await detox.send(
-            "POST", "/api/v1/locks", {"dataset": "/D01/*", "until": "2000-01-01T00:00:00Z"}, 422
+            "POST",
+            "/api/v1/locks",
+            {"dataset": "/D01/*/AOD", "until": "2000-01-01T00:00:00Z"},
+            422,
         )
         await detox.send(
             "POST",
             "/api/v1/locks",
-            {"dataset": "/D01/*", "until": "2999-01-01T00:00:00Z"},
+            {"dataset": "/D01/*/AOD", "until": "2999-01-01T00:00:00Z"},
             401,
             user=None,
         )
@@ -303,13 +306,33 @@ async def test_a_user_may_lock_only_their_own_user_data(
             "POST", "/api/v1/locks", {"dataset": "/alice/*/USER", "until": until}, 201
         )
         assert mine["owner"] == "alice"
-        for pattern in ["/bob/ntuples/USER", "/b*/*/USER", "/*"]:
+        # Refused whether or not the other user has data yet (carol has none): the lock
+        # would cover what they write later.
+        refused_patterns = {
+            "/bob/ntuples/USER": "'bob'",
+            "/b*/*/USER": "'b*'",
+            "/*": "'*'",
+            "/car*/*/USER": "'car*'",
+            "/?arol/*/USER*": "'?arol'",
+            "/alice*/*/USER": "'alice*'",
+            "/*/*/*": "'*'",
+            # Meant for official data, but a user named D01 could write /D01/x/USER.
+            "/D01/*": "'D01'",
+        }
+        for pattern, first in refused_patterns.items():
             refused = await detox.send(
                 "POST", "/api/v1/locks", {"dataset": pattern, "until": until}, 403
             )
-            assert "another user's data" in refused["detail"], refused
-        # Official data is anyone's to lock; an admin may lock user data too.
-        await detox.send("POST", "/api/v1/locks", {"dataset": "/D01/*", "until": until}, 201)
+            detail = refused["detail"]
+            assert "another user's data" in detail, refused
+            assert f"its first part {first} is not your user name" in detail, refused
+            assert "must name your own namespace: /alice/..." in detail, refused
+        # Refusals change nothing: only alice's own lock exists, released or not.
+        everything = await detox.get("/api/v1/locks", active=False)
+        assert [lk["dataset"] for lk in everything["items"]] == ["/alice/*/USER"]
+        # Official data is anyone's to lock once the tier rules out USER; an admin may lock
+        # user data too.
+        await detox.send("POST", "/api/v1/locks", {"dataset": "/D01/*/AOD", "until": until}, 201)
         await detox.send(
             "POST",
             "/api/v1/locks",

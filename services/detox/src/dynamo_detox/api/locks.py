@@ -1,8 +1,10 @@
 """Locks: keep datasets or blocks (patterns allowed) at sites (patterns allowed) until a date.
 
 Anyone identified may lock, except other users' data (``/<user>/<name>/USER``: the
-user-data namespace is its owner's); only the owner of a lock or an admin may extend or
-release it. Released locks are kept (with who released them) for the record.
+user-data namespace is its owner's, so a pattern that can match user data must name the
+caller's own namespace, decided from the pattern alone, not from today's datasets); only
+the owner of a lock or an admin may extend or release it. Released locks are kept (with who
+released them) for the record.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from fastapi import APIRouter, Depends, Query
 
 from dynamo_common.api import is_admin
 from dynamo_common.app import ProblemError
-from dynamo_common.userdata import others_reached
+from dynamo_common.userdata import namespace_refusal
 from dynamo_detox.api.deps import Paging, runtime, user
 from dynamo_detox.repository import store
 from dynamo_detox.runtime import DetoxRuntime
@@ -59,12 +61,9 @@ async def create_lock(
 ) -> LockOut:
     now = _now(rt)
     if not admin and who not in rt.settings.admins:
-        model = rt.readmodel.model if rt.readmodel.ready.is_set() else None
-        reached = others_reached(body.dataset, who, model.datasets if model is not None else ())
-        if reached is not None:
-            raise ProblemError(
-                403, f"{who} may not lock {reached}: it is another user's data (ask an admin)"
-            )
+        refusal = namespace_refusal(body.dataset, who)
+        if refusal is not None:
+            raise ProblemError(403, f"{refusal} (or ask an admin)")
     async with rt.pool.acquire() as conn:
         lock = await store.add_lock(
             conn,
