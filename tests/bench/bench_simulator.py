@@ -46,6 +46,7 @@ def run(path: Path = SCENARIO) -> list[Result]:
     summaries = {s["name"]: s["summary"] for s in data["strategies"]}
     details = {
         "accesses": data["trace"]["accesses"],
+        "cpu_bound": data["trace"]["cpu_bound"],
         "simulated_days": scenario.days,
         "warmup_days": scenario.warmup_days,
         "setup_seconds": data["setup_seconds"],

@@ -85,6 +85,7 @@ _ROWS = (
     ("copies", "copies made", "{:,}"),
     ("deletions", "deletions", "{:,}"),
     ("requests", "explicit requests", "{:,}"),
+    ("requests_expired", "requests unserved after 3 days", "{:,}"),
     ("share_of_site_hours_above_90", "site-hours above 90%", "{:.1%}"),
     ("site_hours_above_quota", "site-hours above quota", "{:,}"),
     ("last_copies_deleted", "last copies deleted", "{:,}"),
