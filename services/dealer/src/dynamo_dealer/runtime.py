@@ -14,25 +14,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar, Literal
 
 import asyncpg
-import httpx
-from pydantic import BaseModel
 
-from dynamo_common.bus.announce import announce
-from dynamo_common.bus.base import Bus, RequestTimeout
+from dynamo_common.agent_runtime import (
+    DAY,
+    AgentRuntime,
+    AgentStore,
+    CycleBusy,
+    NotReady,
+    Scheduled,
+    bisect,
+)
+from dynamo_common.agent_runtime import utc as _dt
+from dynamo_common.bus.base import RequestTimeout
 from dynamo_common.messages import dealer as dl
 from dynamo_common.messages import inventory as inv
 from dynamo_common.messages import transfer as tr
-from dynamo_common.messages.envelope import Envelope
 from dynamo_common.messages.registry import DealerEvent, InventoryCommand, TransferCommand
 from dynamo_common.model.objects import Inventory
-from dynamo_common.readmodel import ReadModelClient
 from dynamo_dealer.repository import store
 from dynamo_dealer.service import deletions as dels
 from dynamo_dealer.service import monitoring, states
@@ -48,67 +53,29 @@ from dynamo_dealer.sources import AccessSource, ProtectionSource
 log = logging.getLogger("dynamo.dealer")
 
 SOURCE = "/dynamo/dealer"
-DAY = 86400.0
 PROGRESS_GAP = 0.2
 
-
-class CycleBusy(Exception):
-    """A cycle of the same kind is already queued or running."""
-
-
-class NotReady(Exception):
-    """The read model is not loaded (or cannot catch up with the inventory)."""
+__all__ = ["DAY", "SOURCE", "Conflict", "CycleBusy", "DealerRuntime", "NotReady", "build_config"]
 
 
 class Conflict(Exception):
     """A request cannot make the move asked (its state does not allow it)."""
 
 
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+@dataclass(kw_only=True)
+class DealerRuntime(AgentRuntime[DealerSettings]):
+    name = "dealer"
+    source = SOURCE
+    log = log
+    records: ClassVar[AgentStore] = store
+    cycle_finished = DealerEvent.CYCLE_FINISHED
 
-
-@dataclass
-class DealerRuntime:
-    settings: DealerSettings
-    pool: asyncpg.Pool
-    bus: Bus
-    readmodel: ReadModelClient
-    http: httpx.AsyncClient
     config: DealerConfig
     accesses: AccessSource
     protection: ProtectionSource
-    clock: Callable[[], float] = time.time
-    cycle_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.idle.set()
 
     # ----------------------------------------------------------------------- read model
-
-    async def model(self) -> Inventory:
-        """The read model, caught up with what the inventory has committed so far."""
-        if not self.readmodel.ready.is_set():
-            raise NotReady("the inventory read model is not loaded yet")
-        seq = self.readmodel.seq
-        try:
-            response = await self.http.get(
-                f"{self.settings.inventory_url}/api/v1/events", params={"after": seq, "limit": 1}
-            )
-            body = response.json()
-            last = int(body.get("last_seq", seq)) if isinstance(body, dict) else seq
-        except (httpx.HTTPError, ValueError) as exc:
-            log.warning("cannot ask the inventory for its sequence: %s", exc)
-            last = seq
-        try:
-            await self.readmodel.wait_for_seq(last, timeout=self.settings.read_model_timeout)
-        except TimeoutError as exc:
-            raise NotReady(str(exc)) from None
-        return self.readmodel.model
 
     def targets(self, model: Inventory) -> set[str]:
         """The sites copies may go to now (ready disk sites the configuration allows, with a
@@ -360,29 +327,8 @@ class DealerRuntime:
                 )
             except asyncpg.UniqueViolationError:
                 raise CycleBusy("a dealer cycle is already queued or running") from None
-        self._spawn(self._execute(cycle_id, dry_run), f"dealer-cycle-{cycle_id}")
+        self._spawn(cycle_id, self._execute(cycle_id, dry_run))
         return cycle_id
-
-    def _spawn(self, work: Awaitable[None], name: str) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run(), name=name)
-        self.tasks.add(task)
-        self.idle.clear()
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self.tasks.discard(finished)
-            if not any(t.get_name().startswith("dealer-cycle-") for t in self.tasks):
-                self.idle.set()
-
-        task.add_done_callback(done)
-
-    async def wait_idle(self) -> None:
-        """Until every queued cycle has been decided, recorded and its commands sent."""
-        while not self.idle.is_set():
-            await self.idle.wait()
-            await asyncio.sleep(0)
 
     async def _inputs(self, now: float) -> tuple[CycleInputs, int | None, list[str]]:
         """The cycle's inputs, the detox cycle the balancer works from, and warnings."""
@@ -468,7 +414,19 @@ class DealerRuntime:
                         )
             except Exception as exc:
                 log.exception("dealer cycle %s failed", cycle_id)
-                await self._failed(cycle_id, dry_run, started, exc)
+                await self._failed(
+                    cycle_id,
+                    started,
+                    exc,
+                    lambda error, begun, ended: dl.DealerCycleFinished(
+                        cycle_id=cycle_id,
+                        status="failed",
+                        dry_run=dry_run,
+                        started=begun,
+                        finished=ended,
+                        error=error,
+                    ),
+                )
                 return
             log.info(
                 "dealer cycle %s: %d proposals, %d placed, %.1f TB, %.2f s",
@@ -501,58 +459,30 @@ class DealerRuntime:
         if not dry_run:
             await self.execute_deletions()
 
-    async def _failed(self, cycle_id: int, dry_run: bool, started: float, exc: Exception) -> None:
-        finished = self.clock()
-        error = f"{type(exc).__name__}: {exc}"
-        try:
-            async with self.pool.acquire() as conn:
-                await store.fail_cycle(conn, cycle_id, error, _dt(finished))
-            await self._publish(
-                DealerEvent.CYCLE_FINISHED,
-                dl.DealerCycleFinished(
-                    cycle_id=cycle_id,
-                    status="failed",
-                    dry_run=dry_run,
-                    started=_dt(started),
-                    finished=_dt(finished),
-                    error=error[:2000],
-                ),
-            )
-        except Exception:
-            log.exception("could not record the failure of cycle %s", cycle_id)
-
-    async def _publish(self, event: DealerEvent, body: BaseModel) -> None:
-        await announce(self.bus, SOURCE, event.value, body)
-
     # --------------------------------------------------------------------------- commands
 
-    async def send_pending(self, cycle_id: int | None = None) -> None:
-        """Send the commands of cycles that have not been sent (all cycles, or one)."""
-        async with self.send_lock:
-            async with self.pool.acquire() as conn:
-                rows = await store.pending_commands(conn, cycle_id)
-            refusals = False
-            for row in rows:
-                placements = [Placement(**p) for p in row["placements"]]
-                try:
-                    accepted, rejected = await self._send(row["id"], placements, row["cycle_id"])
-                except RequestTimeout as exc:
-                    # Left pending: the retry loop sends it again under the same ids.
-                    log.warning("commands of cycle %s not answered yet: %s", row["cycle_id"], exc)
-                    break
-                reason = f"{len(rejected)} of {len(placements)} refused" if rejected else None
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await store.finish_command(
-                        conn,
-                        row["id"],
-                        len(accepted),
-                        [{**asdict(p), "reason": why} for p, why in rejected],
-                        reason,
-                        _dt(self.clock()),
-                    )
-                    await store.answer_placements(conn, row["cycle_id"], accepted, rejected)
-                refusals = refusals or bool(rejected)
-        if refusals:
+    def _command_cycle(self, command: asyncpg.Record) -> int:
+        return int(command["cycle_id"])
+
+    async def _send_command(self, command: asyncpg.Record) -> bool:
+        """Whether any of the command's placements was refused."""
+        placements = [Placement(**p) for p in command["placements"]]
+        accepted, rejected = await self._send(command["id"], placements, command["cycle_id"])
+        reason = f"{len(rejected)} of {len(placements)} refused" if rejected else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.finish_command(
+                conn,
+                command["id"],
+                len(accepted),
+                [{**asdict(p), "reason": why} for p, why in rejected],
+                reason,
+                _dt(self.clock()),
+            )
+            await store.answer_placements(conn, command["cycle_id"], accepted, rejected)
+        return bool(rejected)
+
+    async def _commands_sent(self, answers: list[bool]) -> None:
+        if any(answers):
             # A refusal brings no inventory event to wake the progress loop: close the
             # refused placements now.
             try:
@@ -574,41 +504,18 @@ class DealerRuntime:
                 answered.update((p, seq) for p in chunk)
             return refusal
 
-        recorded, refused = await self._bisect(placements, f"{key}/replicas", create)
+        recorded, refused = await bisect(placements, f"{key}/replicas", create, command_id)
         reference = f"dealer cycle {cycle_id}"
-        moved, refused_moves = await self._bisect(
-            recorded, f"{key}/transfers", lambda chunk, cid: self._transfer(chunk, cid, reference)
+        moved, refused_moves = await bisect(
+            recorded,
+            f"{key}/transfers",
+            lambda chunk, cid: self._transfer(chunk, cid, reference),
+            command_id,
         )
         return [(p, answered[p]) for p in moved], [
             *((p, f"refused by the inventory: {why}") for p, why in refused),
             *((p, f"refused by the transfer service: {why}") for p, why in refused_moves),
         ]
-
-    async def _bisect(
-        self,
-        items: list[Placement],
-        key: str,
-        send: Callable[[list[Placement], str], Awaitable[str | None]],
-    ) -> tuple[list[Placement], list[tuple[Placement, str]]]:
-        """Send ``items``; when refused, halves are sent apart until the refused items are
-        isolated (one stale placement must not hold back a batch of thousands)."""
-        if not items:
-            return [], []
-        refusal = await send(items, command_id(key))
-        if refusal is None:
-            return items, []
-        if len(items) == 1:
-            return [], [(items[0], refusal)]
-        middle = len(items) // 2
-        first = await self._bisect(items[:middle], f"{key}/0", send)
-        second = await self._bisect(items[middle:], f"{key}/1", send)
-        return first[0] + second[0], first[1] + second[1]
-
-    async def _request(self, type_: str, body: BaseModel, cid: str) -> Envelope:
-        envelope = Envelope(
-            id=cid, type=type_, source=SOURCE, data=body.model_dump(mode="json", exclude_none=True)
-        )
-        return await self.bus.request(envelope, timeout=self.settings.command_reply_timeout)
 
     async def _create(
         self, items: list[Placement], cid: str, model: Inventory
@@ -695,37 +602,19 @@ class DealerRuntime:
             # is enough, and keeps the database out of the event rate.
             await asyncio.sleep(PROGRESS_GAP)
 
-    async def schedule_loop(self) -> None:
-        interval = self.settings.cycle_interval
-        if interval <= 0:
-            return
-        await self.readmodel.ready.wait()
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    last = await store.last_cycle_time(conn)
-                if last is None or self.clock() - last.timestamp() >= interval:
-                    await self.submit(requested_by="schedule")
-            except CycleBusy:
-                pass
-            except Exception:
-                log.exception("scheduling a dealer cycle failed")
-            await asyncio.sleep(min(interval, 60.0))
+    def _scheduled(self) -> list[Scheduled]:
+        return [
+            Scheduled(
+                "a dealer cycle",
+                self._last_cycle,
+                partial(self.submit, requested_by="schedule"),
+            )
+        ]
 
-    async def maintenance_loop(self) -> None:
-        """Resend commands left unsent."""
-        while True:
-            with contextlib.suppress(Exception):
-                if self.readmodel.ready.is_set():
-                    await self.send_pending()
-            await asyncio.sleep(self.settings.command_retry_interval)
-
-    async def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _last_cycle(self) -> datetime | None:
+        async with self.pool.acquire() as conn:
+            last: datetime | None = await store.last_cycle_time(conn)
+        return last
 
 
 def _blocks(model: Inventory, placement: Placement) -> list[str]:

@@ -12,31 +12,32 @@ does not run a cycle it has just run, and a partition never has two real cycles 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar
 
 import asyncpg
-import httpx
-from pydantic import BaseModel
 
-from dynamo_common.bus.announce import announce
-from dynamo_common.bus.base import Bus, RequestTimeout
+from dynamo_common.agent_runtime import (
+    DAY,
+    AgentRuntime,
+    AgentStore,
+    CycleBusy,
+    NotReady,
+    Scheduled,
+    bisect,
+)
+from dynamo_common.agent_runtime import utc as _dt
 from dynamo_common.messages import detox as dx
 from dynamo_common.messages import inventory as inv
 from dynamo_common.messages import transfer as tr
-from dynamo_common.messages.envelope import Envelope
 from dynamo_common.messages.registry import DetoxEvent, InventoryCommand, TransferCommand
-from dynamo_common.model.objects import Inventory
 from dynamo_common.policy.detox import DetoxPolicy
 from dynamo_common.policy.enforcer import EnforcerPolicy
 from dynamo_common.policy.variables import AttributeProvider
-from dynamo_common.readmodel import ReadModelClient
 from dynamo_detox.repository import store
 from dynamo_detox.service.commands import (
     Item,
@@ -61,41 +62,22 @@ from dynamo_detox.settings import DetoxSettings
 log = logging.getLogger("dynamo.detox")
 
 SOURCE = "/dynamo/detox"
-DAY = 86400.0
+
+__all__ = ["DAY", "SOURCE", "CycleBusy", "DetoxRuntime", "NotReady"]
 
 
-class CycleBusy(Exception):
-    """A real cycle of the partition is already queued or running."""
+@dataclass(kw_only=True)
+class DetoxRuntime(AgentRuntime[DetoxSettings]):
+    name = "detox"
+    source = SOURCE
+    log = log
+    records: ClassVar[AgentStore] = store
+    cycle_finished = DetoxEvent.CYCLE_FINISHED
 
-
-class NotReady(Exception):
-    """The read model is not loaded (or cannot catch up with the inventory)."""
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-@dataclass
-class DetoxRuntime:
-    settings: DetoxSettings
-    pool: asyncpg.Pool
-    bus: Bus
-    readmodel: ReadModelClient
-    http: httpx.AsyncClient
     policies: dict[str, DetoxPolicy]
     """The configured policies, by partition: what the schedule runs."""
     enforcers: list[EnforcerPolicy]
     popularity: PopularitySource
-    clock: Callable[[], float] = time.time
-    cycle_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when no cycle is queued or running (tests and shutdown wait on it)."""
-
-    def __post_init__(self) -> None:
-        self.idle.set()
 
     # ------------------------------------------------------------------ submitting cycles
 
@@ -125,49 +107,8 @@ class DetoxRuntime:
                 raise CycleBusy(
                     f"a real cycle of partition {policy.partition!r} is already queued or running"
                 ) from None
-        self._spawn(self._execute(cycle_id, policy, kind), f"detox-cycle-{cycle_id}")
+        self._spawn(cycle_id, self._execute(cycle_id, policy, kind))
         return cycle_id
-
-    def _spawn(self, work: Awaitable[None], name: str) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run(), name=name)
-        self.tasks.add(task)
-        self.idle.clear()
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self.tasks.discard(finished)
-            if not any(t.get_name().startswith("detox-cycle-") for t in self.tasks):
-                self.idle.set()
-
-        task.add_done_callback(done)
-
-    async def wait_idle(self) -> None:
-        """Until every queued cycle has been decided, recorded and its commands sent."""
-        while not self.idle.is_set():
-            await self.idle.wait()
-            await asyncio.sleep(0)
-
-    async def _model(self) -> Inventory:
-        """The read model, caught up with what the inventory has committed so far."""
-        if not self.readmodel.ready.is_set():
-            raise NotReady("the inventory read model is not loaded yet")
-        seq = self.readmodel.seq
-        try:
-            response = await self.http.get(
-                f"{self.settings.inventory_url}/api/v1/events", params={"after": seq, "limit": 1}
-            )
-            body = response.json()
-            last = int(body.get("last_seq", seq)) if isinstance(body, dict) else seq
-        except (httpx.HTTPError, ValueError) as exc:
-            log.warning("cannot ask the inventory for its sequence: %s", exc)
-            last = seq
-        try:
-            await self.readmodel.wait_for_seq(last, timeout=self.settings.read_model_timeout)
-        except TimeoutError as exc:
-            raise NotReady(str(exc)) from None
-        return self.readmodel.model
 
     # --------------------------------------------------------------------- one cycle
 
@@ -188,7 +129,7 @@ class DetoxRuntime:
         async with self.cycle_lock:
             started = self.clock()
             try:
-                model = await self._model()
+                model = await self.model()
                 now = self.clock()
                 window = now - self.settings.popularity_window_days * DAY
                 summaries = await self.popularity.summaries(window)
@@ -232,7 +173,23 @@ class DetoxRuntime:
                         )
             except Exception as exc:
                 log.exception("detox cycle %s (%s) failed", cycle_id, policy.partition)
-                await self._failed(cycle_id, policy, kind, started, exc)
+                await self._failed(
+                    cycle_id,
+                    started,
+                    exc,
+                    lambda error, begun, ended: dx.CycleFinished(
+                        cycle_id=cycle_id,
+                        partition=policy.partition,
+                        kind=kind,
+                        status="failed",
+                        started=begun,
+                        finished=ended,
+                        sites=0,
+                        sites_triggered=0,
+                        replicas_deleted=0,
+                        error=error,
+                    ),
+                )
                 return
             log.info(
                 "detox cycle %s (%s, %s): %d deletions, %.1f TB, %d iterations, %.2f s",
@@ -251,76 +208,38 @@ class DetoxRuntime:
         if items:
             await self.send_pending(cycle_id)
 
-    async def _failed(
-        self,
-        cycle_id: int,
-        policy: DetoxPolicy,
-        kind: dx.CycleKind,
-        started: float,
-        exc: Exception,
-    ) -> None:
-        finished = self.clock()
-        error = f"{type(exc).__name__}: {exc}"
-        try:
-            async with self.pool.acquire() as conn:
-                await store.fail_cycle(conn, cycle_id, error, _dt(finished))
-            await self._publish(
-                DetoxEvent.CYCLE_FINISHED,
-                dx.CycleFinished(
-                    cycle_id=cycle_id,
-                    partition=policy.partition,
-                    kind=kind,
-                    status="failed",
-                    started=_dt(started),
-                    finished=_dt(finished),
-                    sites=0,
-                    sites_triggered=0,
-                    replicas_deleted=0,
-                    error=error[:2000],
-                ),
-            )
-        except Exception:
-            log.exception("could not record the failure of cycle %s", cycle_id)
-
-    async def _publish(self, event: DetoxEvent, body: BaseModel) -> None:
-        await announce(self.bus, SOURCE, event.value, body)
-
     # ------------------------------------------------------------------------ commands
 
-    async def send_pending(self, cycle_id: int | None = None) -> None:
-        """Send the commands of real cycles that have not been sent (all cycles, or one)."""
-        async with self.send_lock:
-            async with self.pool.acquire() as conn:
-                rows = await store.pending_commands(conn, cycle_id)
-            for row in rows:
-                items = [Item(**item) for item in row.items]
-                try:
-                    accepted, rejected, reason = await self._send(row.id, items, row.cycle_id)
-                except RequestTimeout as exc:
-                    # Left pending: the retry loop sends it again under the same ids.
-                    log.warning("commands of cycle %s not answered yet: %s", row.cycle_id, exc)
-                    return
-                async with self.pool.acquire() as conn:
-                    await store.finish_command(
-                        conn,
-                        row.id,
-                        [asdict(i) for i in accepted],
-                        [{**asdict(i), "reason": why} for i, why in rejected],
-                        reason,
-                        _dt(self.clock()),
-                    )
+    def _command_cycle(self, command: store.CommandRow) -> int:
+        return command.cycle_id
+
+    async def _send_command(self, command: store.CommandRow) -> None:
+        items = [Item(**item) for item in command.items]
+        accepted, rejected, reason = await self._send(command.id, items, command.cycle_id)
+        async with self.pool.acquire() as conn:
+            await store.finish_command(
+                conn,
+                command.id,
+                [asdict(i) for i in accepted],
+                [{**asdict(i), "reason": why} for i, why in rejected],
+                reason,
+                _dt(self.clock()),
+            )
 
     async def _send(
         self, key: str, items: list[Item], cycle_id: int
     ) -> tuple[list[Item], list[tuple[Item, str]], str | None]:
         present, gone = still_there(items, self.readmodel.model)
         rejected = [(item, "no longer in the inventory when the command was sent") for item in gone]
-        owned, refused = await self._bisect(present, f"{key}/owner", self._update_owners)
+        owned, refused = await bisect(present, f"{key}/owner", self._update_owners, command_id)
         rejected += refused
         deletions = [item for item in owned if item.handed_to is None]
         reference = f"detox cycle {cycle_id}"
-        deleted, refused = await self._bisect(
-            deletions, f"{key}/files", lambda chunk, cid: self._delete_files(chunk, cid, reference)
+        deleted, refused = await bisect(
+            deletions,
+            f"{key}/files",
+            lambda chunk, cid: self._delete_files(chunk, cid, reference),
+            command_id,
         )
         rejected += refused
         accepted = [item for item in owned if item.handed_to is not None] + deleted
@@ -328,35 +247,6 @@ class DetoxRuntime:
         if rejected:
             reason = f"{len(rejected)} of {len(items)} items refused or gone"
         return accepted, rejected, reason
-
-    async def _bisect(
-        self,
-        items: list[Item],
-        key: str,
-        send: Callable[[list[Item], str], Awaitable[str | None]],
-    ) -> tuple[list[Item], list[tuple[Item, str]]]:
-        """Send ``items``; when refused, halves are sent apart until the refused items are
-        isolated (one stale replica must not hold back a batch of thousands)."""
-        if not items:
-            return [], []
-        refusal = await send(items, command_id(key))
-        if refusal is None:
-            return items, []
-        if len(items) == 1:
-            return [], [(items[0], refusal)]
-        middle = len(items) // 2
-        first = await self._bisect(items[:middle], f"{key}/0", send)
-        second = await self._bisect(items[middle:], f"{key}/1", send)
-        return first[0] + second[0], first[1] + second[1]
-
-    async def _request(self, type_: str, body: BaseModel, cid: str) -> Envelope:
-        envelope = Envelope(
-            id=cid,
-            type=type_,
-            source=SOURCE,
-            data=body.model_dump(mode="json", exclude_none=True),
-        )
-        return await self.bus.request(envelope, timeout=self.settings.command_reply_timeout)
 
     async def _update_owners(self, items: list[Item], cid: str) -> str | None:
         reply = inv.CommandReply.model_validate(
@@ -375,59 +265,41 @@ class DetoxRuntime:
 
     # ----------------------------------------------------------------- background loops
 
-    async def schedule_loop(self) -> None:
-        """Run each configured policy every ``cycle_interval`` seconds."""
-        interval = self.settings.cycle_interval
-        if interval <= 0 or not self.policies:
-            return
-        await self.readmodel.ready.wait()
-        while True:
-            for policy in self.policies.values():
-                try:
-                    if await self._due(policy.partition, interval):
-                        await self.submit(policy, kind="real", requested_by="schedule")
-                except CycleBusy:
-                    pass
-                except Exception:
-                    log.exception("scheduling a cycle of %s failed", policy.partition)
-            await asyncio.sleep(min(interval, 60.0))
+    def _scheduled(self) -> list[Scheduled]:
+        """Each configured policy, every ``cycle_interval`` seconds."""
+        return [
+            Scheduled(
+                f"a cycle of {policy.partition}",
+                partial(self._last_real, policy.partition),
+                partial(self.submit, policy, kind="real", requested_by="schedule"),
+            )
+            for policy in self.policies.values()
+        ]
 
-    async def _due(self, partition: str, interval: float) -> bool:
+    async def _last_real(self, partition: str) -> datetime | None:
         async with self.pool.acquire() as conn:
             last: datetime | None = await conn.fetchval(
                 f"SELECT max(created) FROM {store.S}.cycles WHERE kind = 'real' AND partition = $1",
                 partition,
             )
-        return last is None or (self.clock() - last.timestamp()) >= interval
+        return last
 
-    async def maintenance_loop(self) -> None:
-        """Resend commands left unsent; drop records past their retention."""
-        while True:
-            with contextlib.suppress(Exception):
-                if self.readmodel.ready.is_set():
-                    await self.send_pending()
-            try:
-                now = self.clock()
-                async with self.pool.acquire() as conn:
-                    await store.prune_cycles(
-                        conn, "test", _dt(now - self.settings.test_run_retention_days * DAY)
-                    )
-                    await store.prune_cycles(
-                        conn, "real", _dt(now - self.settings.real_cycle_retention_days * DAY)
-                    )
-                    await store.prune_accesses(
-                        conn, _dt(now - self.settings.popularity_retention_days * DAY)
-                    )
-            except Exception:
-                log.exception("detox maintenance failed")
-            await asyncio.sleep(self.settings.command_retry_interval)
-
-    async def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _maintain(self) -> None:
+        """Drop records past their retention."""
+        try:
+            now = self.clock()
+            async with self.pool.acquire() as conn:
+                await store.prune_cycles(
+                    conn, "test", _dt(now - self.settings.test_run_retention_days * DAY)
+                )
+                await store.prune_cycles(
+                    conn, "real", _dt(now - self.settings.real_cycle_retention_days * DAY)
+                )
+                await store.prune_accesses(
+                    conn, _dt(now - self.settings.popularity_retention_days * DAY)
+                )
+        except Exception:
+            log.exception("detox maintenance failed")
 
 
 def _finished(
