@@ -113,3 +113,60 @@ def test_only_ready_disk_sites_the_configuration_allows_are_destinations() -> No
     assert (refused.decision, refused.reason) == (Decision.REJECTED, "T2_GONE is in morgue")
     (other,) = run(inventory, [copy("/A/R-v1/AOD", "T3_OTHER")]).outcomes
     assert other.reason == "T3_OTHER is not a target site of the dealer"
+
+
+def _site_at_88_percent() -> tuple[object, str]:
+    inventory = grid({"T2_A": 100 * TB}, datasets=[("/Wanted/R-v1/AOD", 5 * TB)])
+    filler = add_dataset(inventory, "/Filler/R-v1/AOD", block_sizes=(88 * TB,))
+    add_replica(inventory, filler, inventory.sites["T2_A"])
+    return inventory, "/Wanted/R-v1/AOD"
+
+
+def test_a_request_may_fill_its_site_up_to_the_request_ceiling_but_no_further() -> None:
+    inventory, name = _site_at_88_percent()
+    request = Proposal(
+        plugin="requests",
+        dataset=name,
+        group="AnalysisOps",
+        site="T2_A",
+        priority=5,
+        reference="1",
+    )
+    # 88% + 5% is above the 90% target: without a ceiling the request waits for room.
+    (waiting,) = run(inventory, [request], target=0.9).outcomes  # type: ignore[arg-type]
+    assert waiting.decision is Decision.REJECTED
+    assert "above the target 0.9" in waiting.reason
+    (landed,) = run(inventory, [request], target=0.9, request_ceiling=0.95).outcomes  # type: ignore[arg-type]
+    assert landed.decision is Decision.ACCEPTED and landed.site == "T2_A"
+    (over,) = run(inventory, [request], target=0.9, request_ceiling=0.92).outcomes  # type: ignore[arg-type]
+    assert over.decision is Decision.REJECTED
+    assert "above the request ceiling 0.92" in over.reason
+
+
+def test_only_explicit_requests_get_the_request_ceiling() -> None:
+    inventory, name = _site_at_88_percent()
+    other = copy(name, site="T2_A", priority=5)
+    (outcome,) = run(inventory, [other], target=0.9, request_ceiling=0.95).outcomes  # type: ignore[arg-type]
+    assert outcome.decision is Decision.REJECTED
+    assert "above the target 0.9" in outcome.reason
+
+
+def test_a_request_ceiling_below_the_target_is_refused_at_start() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from dynamo_dealer.settings import DealerSettings
+
+    with pytest.raises(ValidationError, match="below target_occupancy"):
+        DealerSettings(target_occupancy=0.9, request_occupancy=0.85)
+    assert DealerSettings(target_occupancy=0.9, request_occupancy=0.95).request_occupancy == 0.95
+
+
+def test_the_service_hands_its_request_ceiling_to_the_engine() -> None:
+    from dynamo_dealer.runtime import build_config
+    from dynamo_dealer.settings import DealerSettings
+
+    settings = DealerSettings(target_occupancy=0.9, request_occupancy=0.97)
+    rules = build_config(settings, [], []).engine.sites
+    assert (rules.target_occupancy, rules.request_occupancy) == (0.9, 0.97)
+    assert build_config(DealerSettings(), [], []).engine.sites.request_occupancy is None

@@ -661,6 +661,7 @@ def build_config(
                 patterns=tuple(settings.target_sites),
                 exclusions=tuple(settings.excluded_sites),
                 target_occupancy=settings.target_occupancy,
+                request_occupancy=settings.request_occupancy,
                 max_pending_fraction=settings.max_pending_fraction,
                 max_site_volume=settings.max_site_volume,
             ),

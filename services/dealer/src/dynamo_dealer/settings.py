@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dynamo_common.settings import DynamoSettings
 
@@ -29,6 +29,14 @@ class DealerSettings(DynamoSettings):
     target_sites: list[str] = Field(default_factory=lambda: ["*"], description="Name patterns.")
     excluded_sites: list[str] = Field(default_factory=list, description="Name patterns.")
     target_occupancy: float = Field(default=0.93, gt=0, le=1)
+    request_occupancy: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="How full a user's explicit request may make the site it names (unset: "
+        "the target occupancy). Above the target, detox brings the site down afterwards by "
+        "its policy instead of the request waiting for room nobody makes.",
+    )
     max_pending_fraction: float = Field(
         default=0.1, gt=0, le=1, description="In-flight volume per site, as a fraction of quota."
     )
@@ -106,3 +114,12 @@ class DealerSettings(DynamoSettings):
         if unknown:
             raise ValueError(f"unknown plugins {unknown}; known: {sorted(DEFAULT_PLUGINS)}")
         return value
+
+    @model_validator(mode="after")
+    def _request_ceiling_not_below_target(self) -> DealerSettings:
+        if self.request_occupancy is not None and self.request_occupancy < self.target_occupancy:
+            raise ValueError(
+                f"request_occupancy {self.request_occupancy} is below target_occupancy "
+                f"{self.target_occupancy}: requests would get less room than popularity copies"
+            )
+        return self

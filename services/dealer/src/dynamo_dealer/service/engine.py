@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from dynamo_common.messages.types import DatasetStatus
 from dynamo_common.model.objects import Block, Dataset, Inventory
 from dynamo_dealer.service.placement import PlacementRule
+from dynamo_dealer.service.plugins.requests import PLUGIN as REQUESTS
 from dynamo_dealer.service.proposals import Decision, Outcome, Placement, Proposal
 from dynamo_dealer.service.sites import SiteBook, SiteRules, choose
 
@@ -165,7 +166,8 @@ class _Cycle:
             why = rule.veto(dataset, target)
             if why is not None:
                 return _no(proposal, why)
-        why, transient = self.book.check(site, volume)
+        ceiling = self.book.rules.request_occupancy if proposal.plugin == REQUESTS else None
+        why, transient = self.book.check(site, volume, ceiling)
         if why is not None:
             return Outcome(proposal, Decision.DEFERRED if transient else Decision.REJECTED, why)
         return self._place(proposal, dataset, site, volume)

@@ -45,6 +45,7 @@ _OPTIONS = frozenset(
         "target_sites",
         "excluded_sites",
         "target_occupancy",
+        "request_occupancy",
         "max_pending_fraction",
         "max_cycle_volume",
         "max_site_volume",
@@ -143,6 +144,11 @@ def create_agent(options: Mapping[str, Any], base: Path) -> DealerAgent:
                     patterns=tuple(o.get("target_sites", ("*",))),
                     exclusions=tuple(o.get("excluded_sites", ())),
                     target_occupancy=float(o.get("target_occupancy", 0.93)),
+                    request_occupancy=(
+                        None
+                        if o.get("request_occupancy") is None
+                        else float(o["request_occupancy"])
+                    ),
                     max_pending_fraction=float(o.get("max_pending_fraction", 0.1)),
                     max_site_volume=int(o.get("max_site_volume", 50 * 10**12)),
                 ),

@@ -28,6 +28,11 @@ class SiteRules:
     patterns: tuple[str, ...] = ("*",)
     exclusions: tuple[str, ...] = ()
     target_occupancy: float = 0.93
+    request_occupancy: float | None = None
+    """How full a user's explicit request may make the site it names (None: the target, as
+    for everything else). A request is data a person asked for at that site: above the
+    target it can still land, and detox brings the site down by its policy afterwards,
+    instead of the request waiting for room nobody makes."""
     max_pending_fraction: float = 0.1
     max_site_volume: int = 2**62
     """Bytes one cycle may place at one site."""
@@ -84,9 +89,12 @@ class SiteBook:
             book.states[site.name] = SiteState(site, quota, used, pending_bytes(site))
         return book
 
-    def check(self, name: str, volume: int) -> tuple[str | None, bool]:
+    def check(
+        self, name: str, volume: int, ceiling: float | None = None
+    ) -> tuple[str | None, bool]:
         """(why ``volume`` cannot go to site ``name`` or None, whether that is only for this
-        cycle: a per-cycle cap rather than a property of the site)."""
+        cycle: a per-cycle cap rather than a property of the site). ``ceiling``: the
+        occupancy allowed instead of the target (explicit requests)."""
         if name in self.refused:
             return self.refused[name], False
         state = self.states.get(name)
@@ -95,11 +103,12 @@ class SiteBook:
         rules = self.rules
         if state.planned + volume > rules.max_site_volume:
             return f"{name}: per-site volume cap of this cycle reached", True
-        if state.projected + volume > rules.target_occupancy * state.quota:
+        limit = rules.target_occupancy if ceiling is None else ceiling
+        if state.projected + volume > limit * state.quota:
             projected = (state.projected + volume) / state.quota
             return (
-                f"{name}: projected occupancy {projected:.3f} above the target "
-                f"{rules.target_occupancy}",
+                f"{name}: projected occupancy {projected:.3f} above the "
+                + (f"target {limit}" if ceiling is None else f"request ceiling {limit}"),
                 state.planned > 0,
             )
         if state.pending + state.planned + volume > rules.max_pending_fraction * state.quota:
