@@ -117,9 +117,8 @@ def simulate(
             points: list[dict[str, Any]] = []
             for value, variant in variants:
                 typer.echo(f"{key} = {json.dumps(value)}", err=True)
-                runs = _run_seeds(
-                    variant, seeds, target / f"{key}={json.dumps(value)}", progress, None, True
-                )
+                shown = value if isinstance(value, str) else json.dumps(value)
+                runs = _run_seeds(variant, seeds, target / f"{key}={shown}", progress, None, True)
                 points.append({"value": value, "seeds": summarise_seeds(runs)})
     except (ScenarioError, AgentError, TraceError) as exc:
         typer.echo(f"error: {exc}", err=True)
