@@ -106,10 +106,19 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            # The scheduler hands each check a pool connection it acquired (holding the
+            # site's lock) and the check's own `finally` gives it back. A check cancelled
+            # before its first step never enters that `finally`, and pool.close() below would
+            # wait for the connection forever: so the scheduler is stopped first, which lets
+            # every check it created begin (the loop runs tasks in the order they were
+            # scheduled), and only then are the checks cancelled.
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             running = list(rt.running.values()) if rt is not None else []
             for task in running:
                 task.cancel()
-            for task in [*tasks, *running]:
+            for task in running:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             if readmodel is not None:

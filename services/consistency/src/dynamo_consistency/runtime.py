@@ -184,8 +184,12 @@ class ConsistencyRuntime:
             except Exception:
                 log.exception("scheduler failed")
             self.wakeup.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns when the event
+            # is set as the task is cancelled, losing the cancellation, and the stop that
+            # awaits this task waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.settings.schedule_interval)
+                async with asyncio.timeout(self.settings.schedule_interval):
+                    await self.wakeup.wait()
 
     async def schedule_once(self) -> int:
         """Start checks (and approvals) until this worker runs ``parallel_sites`` of them or
@@ -252,9 +256,13 @@ class ConsistencyRuntime:
             except Exception as exc:
                 # Released with the connection anyway (asyncpg resets sessions on release).
                 log.warning("cannot unlock %s: %r", name, exc)
-            await self.pool.release(claim.conn)
-            self.running.pop(name, None)
-            self.wakeup.set()
+            finally:
+                # Also when the stop cancels this task during the unlock (a check that has
+                # just finished): a connection never given back holds pool.close(), and the
+                # service's stop with it, forever.
+                await self.pool.release(claim.conn)
+                self.running.pop(name, None)
+                self.wakeup.set()
 
     # =============================================================== the check
 
@@ -715,8 +723,12 @@ class ConsistencyRuntime:
             if published:
                 continue
             self.relay_wakeup.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns when the event
+            # is set as the task is cancelled, losing the cancellation, and the stop that
+            # awaits this task waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.relay_wakeup.wait(), self.settings.relay_poll_interval)
+                async with asyncio.timeout(self.settings.relay_poll_interval):
+                    await self.relay_wakeup.wait()
 
     async def relay_once(self) -> int:
         # Row locks (SKIP LOCKED) let several workers relay without publishing a row twice.

@@ -277,8 +277,12 @@ class InventoryRuntime:
             if published:
                 continue
             self.relay_wakeup.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns when the event
+            # is set as the task is cancelled, losing the cancellation, and the stop that
+            # awaits this task waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.relay_wakeup.wait(), self.settings.relay_poll_interval)
+                async with asyncio.timeout(self.settings.relay_poll_interval):
+                    await self.relay_wakeup.wait()
 
     async def relay_once(self, conn: asyncpg.Connection) -> int:
         rows = await reader.unpublished_events(conn, self.settings.relay_batch)

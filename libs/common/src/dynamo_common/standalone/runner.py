@@ -296,9 +296,22 @@ class _Instance:
         for service in reversed(self.start_order):
             if not await service.stop():
                 self.say(f"[red]{service.name} did not stop in time[/]; leaving it behind")
+            if service.stuck:
+                self.record_stuck(service)
         for service in self.services.values():
             if service not in self.start_order:
                 await service.stop()
+
+    def record_stuck(self, service: RunningService) -> None:
+        """Where the tasks waited while ``service`` was slow to stop, kept for a bug report
+        (a stop that overruns is rare and not reproducible at will)."""
+        path = self.data_dir / f"stop-{service.name}-{time.strftime('%Y%m%dT%H%M%S')}.txt"
+        try:
+            path.write_text(service.stuck, encoding="utf-8")
+        except OSError as exc:
+            self.say(f"[yellow]cannot write {path}[/]: {exc}")
+            return
+        self.say(f"{service.name} was slow to stop; where its tasks waited: {path}")
 
 
 async def _inventory_empty(url: str) -> bool:

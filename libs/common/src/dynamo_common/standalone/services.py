@@ -8,7 +8,8 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType
+from typing import Any, cast
 
 import uvicorn
 
@@ -24,6 +25,7 @@ __all__ = [
     "bind",
     "layout",
     "loadable_plugins",
+    "task_stacks",
 ]
 
 FRONT_DOOR = "gateway"
@@ -104,6 +106,9 @@ class RunningService:
     settings: DynamoSettings | None = None
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    stuck: str = field(default="", repr=False)
+    """Where every task of the process waited when this service's stop overran its grace:
+    what holds it up (a connection never given back to a pool, a task never cancelled)."""
 
     @property
     def name(self) -> str:
@@ -151,9 +156,66 @@ class RunningService:
                 await asyncio.wait_for(asyncio.shield(self.task), limit)
                 return True
             except TimeoutError:
+                if not self.stuck:
+                    self.stuck = task_stacks()
                 # Skip waiting for open connections (uvicorn's second Ctrl-C).
                 self.server.force_exit = True
             except Exception:
                 # A failure to start was already reported; stopping goes on with the others.
                 return True
         return False
+
+
+def _awaited_by(task: asyncio.Task[Any]) -> list[str]:
+    """The chain of coroutines ``task`` is suspended in, outermost first (``print_stack``
+    shows only the outermost frame of a suspended task, which never names the culprit)."""
+    lines = []
+    awaitable: Any = task.get_coro()
+    caller: FrameType | None = None
+    for _ in range(100):
+        if awaitable is not None and not _frame_of(awaitable) and caller is not None:
+            # An async generator's asend() hides the generator: an `async with` on an
+            # @asynccontextmanager (a lifespan) keeps it in the caller's `self.gen`.
+            awaitable = _running_generator(caller) or awaitable
+        frame = _frame_of(awaitable)
+        if frame is None:
+            if awaitable is not None:
+                lines.append(f"    waiting on {awaitable!r}")
+            break
+        code = frame.f_code
+        lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        caller = frame
+        if isinstance(awaitable, CoroutineType):
+            awaitable = awaitable.cr_await
+        elif isinstance(awaitable, GeneratorType):
+            awaitable = awaitable.gi_yieldfrom
+        elif isinstance(awaitable, AsyncGeneratorType):
+            awaitable = awaitable.ag_await
+        else:
+            awaitable = getattr(awaitable, "cr_await", None)
+    return lines
+
+
+def _frame_of(awaitable: Any) -> FrameType | None:
+    for name in ("cr_frame", "gi_frame", "ag_frame"):
+        frame = getattr(awaitable, name, None)
+        if frame is not None:
+            return cast(FrameType, frame)
+    return None
+
+
+def _running_generator(frame: FrameType) -> AsyncGeneratorType[Any, Any] | None:
+    owner = frame.f_locals.get("self")
+    for candidate in (getattr(owner, "gen", None), *frame.f_locals.values()):
+        if isinstance(candidate, AsyncGeneratorType) and candidate.ag_await is not None:
+            return candidate
+    return None
+
+
+def task_stacks() -> str:
+    """Every pending task of the running loop and where it waits, as text."""
+    out = []
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        out.append(f"task {task.get_name()}:")
+        out.extend(_awaited_by(task))
+    return "\n".join(out) + "\n"
