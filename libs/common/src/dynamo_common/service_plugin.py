@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+if TYPE_CHECKING:
+    # Annotations only: the `dynamo` CLI imports this module, and FastAPI and
+    # pydantic-settings would cost every client command most of a second.
+    from fastapi import FastAPI
 
-from dynamo_common.settings import DynamoSettings
+    from dynamo_common.settings import DynamoSettings
 
 
 @dataclass(frozen=True, slots=True)
