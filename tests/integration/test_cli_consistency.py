@@ -45,9 +45,12 @@ async def test_a_check_asked_for_followed_and_read_from_the_command_line(
         assert "dry-run check of T2_CHECKED is requested" in result.stdout
 
         async def checked() -> Any:
+            # The command reads the site's state and its runs in two requests: a check that
+            # finishes between them shows a finished run beside the state from before it.
             site = as_json(await stack.as_(user, "consistency", "site", "T2_CHECKED", "--json"))
             runs = site["runs"]["items"]
-            return site if runs and runs[0]["status"] != "running" else None
+            settled = runs and runs[0]["status"] != "running"
+            return site if settled and site["site"]["last_run_id"] == runs[0]["id"] else None
 
         site = await eventually(checked, "the check of T2_CHECKED")
         (run,) = site["runs"]["items"]
