@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dynamo_common.bus.base import Bus
+from dynamo_common.gridgen import DatasetDef
 from dynamo_common.messages import inventory as inv
 from dynamo_common.messages.envelope import Envelope
 from dynamo_common.messages.registry import InventoryCommand as C
@@ -145,17 +146,7 @@ async def seed_grid(
         await send(
             f"datasets/{i}",
             C.UPSERT_DATASETS,
-            inv.UpsertDatasets(
-                datasets=[
-                    inv.DatasetSpec(
-                        name=d.name,
-                        status=d.status,
-                        data_type=d.data_type,
-                        software_version=d.software_version,
-                    )
-                    for d in chunk
-                ]
-            ),
+            inv.UpsertDatasets(datasets=[_dataset_spec(d, is_open=True) for d in chunk]),
         )
     for i, chunk in enumerate(_chunks(blocks)):
         await send(
@@ -189,18 +180,7 @@ async def seed_grid(
         await send(
             f"close-datasets/{i}",
             C.UPSERT_DATASETS,
-            inv.UpsertDatasets(
-                datasets=[
-                    inv.DatasetSpec(
-                        name=d.name,
-                        status=d.status,
-                        data_type=d.data_type,
-                        software_version=d.software_version,
-                        is_open=False,
-                    )
-                    for d in chunk
-                ]
-            ),
+            inv.UpsertDatasets(datasets=[_dataset_spec(d, is_open=False) for d in chunk]),
         )
 
     written = await asyncio.to_thread(write_site_files, grid, sites_root)
@@ -227,3 +207,15 @@ async def seed_grid(
             C.CREATE_REPLICAS,
             inv.CreateReplicas(dataset_replicas=list(chunk)),
         )
+
+
+def _dataset_spec(dataset: DatasetDef, *, is_open: bool) -> inv.DatasetSpec:
+    """A generated dataset as the inventory's command takes it: open while it is seeded,
+    closed once its blocks are (unless it is still in production)."""
+    return inv.DatasetSpec(
+        name=dataset.name,
+        status=dataset.status,
+        data_type=dataset.data_type,
+        software_version=dataset.software_version,
+        is_open=is_open,
+    )
